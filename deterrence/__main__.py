@@ -1,0 +1,3 @@
+from deterrence.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Configuration, read from ``DETERRENCE_*`` environment variables (or a ``.env``
+file) by pydantic-settings. Keyword arguments given in code win over the
+environment: ``Settings(**overrides)``.
+
+List-valued settings accept JSON in the environment, for example
+``DETERRENCE_SEARCH_PATHS='["/search", "/api/*/search"]'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deterrence.resources import KEYWORD_LISTS_DIR, PAGES_DIR
+
+FailMode = Literal["open", "closed"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DETERRENCE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    # --- lists and matching -------------------------------------------------
+    lists: list[Path] = Field(default_factory=lambda: [KEYWORD_LISTS_DIR])
+    """Files or directories of term lists (DESIGN §3)."""
+    max_query_chars: int = 1024
+    """Longer queries are cut to this many characters before matching: an
+    attacker gains nothing by padding, and matching time stays bounded."""
+    on_error: FailMode = "open"
+    """What happens when matching raises: ``open`` lets the request through,
+    ``closed`` serves the warning page. Either way the error is counted."""
+
+    # --- where the middleware looks ----------------------------------------
+    search_paths: list[str] = Field(default_factory=lambda: ["/search"])
+    """Exact paths or glob patterns (``/api/*/search``)."""
+    query_params: list[str] = Field(default_factory=lambda: ["q"])
+    json_keys: list[str] = Field(default_factory=lambda: ["q", "query"])
+    """Keys (at any depth) whose string values are inspected in JSON bodies."""
+    inspect_bodies: bool = True
+    max_body_bytes: int = 64 * 1024
+    """Bodies up to this size are inspected; larger ones pass uninspected and
+    are counted as ``deterrence_errors_total{kind="body_too_large"}``."""
+
+    # --- what happens on a match -------------------------------------------
+    block_status: int = 200
+    warn_header: bool = False
+    """Add ``Deterrence-Action: warn`` to the request seen by the app."""
+
+    # --- warning pages -----------------------------------------------------
+    pages_dir: Path = PAGES_DIR
+    help_services_path: Path | None = None
+    """Defaults to ``help_services.toml`` inside ``pages_dir``."""
+    variants_path: Path | None = None
+    """Defaults to ``variants.toml`` inside ``pages_dir``."""
+    default_country: str | None = None
+    """ISO 3166-1 alpha-2 code used when Accept-Language names no country."""
+    default_locale: str = "en"
+    prefix: str = "/_deterrence"
+    """Path prefix of the routes deterrence serves itself (help redirect,
+    dashboard, warning page for proxies)."""
+
+    # --- measurement -------------------------------------------------------
+    data_dir: Path = Path("deterrence-data")
+    store_enabled: bool = True
+    flush_interval_seconds: float = 60.0
+    retention_days: int = 400
+    metrics_path: str | None = "/metrics"
+    """Mount Prometheus metrics here; ``None`` disables the route."""
+    metrics_port: int | None = None
+    """Serve metrics on a separate port instead of (or as well as) the app."""
+    min_count: int = 10
+    """Counts below this are suppressed on the dashboard and in reports."""
+    dashboard_token: SecretStr | None = None
+    dashboard_user: str | None = None
+    dashboard_password: SecretStr | None = None
+
+    # --- operations --------------------------------------------------------
+    admin_token: SecretStr | None = None
+    reload_poll_seconds: float = 0.0
+    """Poll list files for changes every N seconds; 0 disables polling."""
+    redact_access_log: bool = True
+
+    def resolved_help_services_path(self) -> Path:
+        return self.help_services_path or self.pages_dir / "help_services.toml"
+
+    def resolved_variants_path(self) -> Path:
+        return self.variants_path or self.pages_dir / "variants.toml"
