@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     """Mount Prometheus metrics here; ``None`` disables the route."""
     metrics_port: int | None = None
     """Serve metrics on a separate port instead of (or as well as) the app."""
+    metrics_host: str = "127.0.0.1"
+    """Address the separate metrics port binds to (loopback unless you say so)."""
     min_count: int = 10
     """Counts below this are suppressed on the dashboard and in reports."""
     dashboard_token: SecretStr | None = None
