@@ -1,0 +1,326 @@
+"""Term list files (DESIGN §3): load, validate and report errors.
+
+Loading is all or nothing: every problem in every file is collected, and one
+:class:`ListError` names them all with file and line, so a broken edit never
+replaces a working list set.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from deterrence.text import canonicalize
+
+Action = Literal["block", "warn", "count"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+SEVERITY: dict[str, int] = {"block": 3, "warn": 2, "count": 1}
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+LIST_SUFFIXES = (".toml", ".txt")
+
+_LIST_KEYS = {
+    "id", "category", "action", "name", "version", "source", "languages", "fuzzy",
+    "terms", "allow", "rules", "tests",
+}  # fmt: skip
+_TERM_KEYS = {"term", "fuzzy", "substring"}
+_RULE_KEYS = {"id", "all_of"}
+_TESTS_KEYS = {"match", "no_match"}
+
+
+class ListError(ValueError):
+    """One or more list files are invalid. ``problems`` holds one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    text: str
+    fuzzy: bool
+    substring: bool = False
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    all_of: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TermList:
+    id: str
+    category: str
+    action: Action = "block"
+    name: str | None = None
+    version: str | None = None
+    source: str | None = None
+    languages: tuple[str, ...] = ()
+    fuzzy: bool = True
+    terms: tuple[Term, ...] = ()
+    allow: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    tests_match: tuple[str, ...] = ()
+    tests_no_match: tuple[str, ...] = ()
+    path: Path | None = field(default=None, compare=False)
+
+
+def list_files(path: Path) -> list[Path]:
+    """The list files a path names: the file itself, or a directory's lists."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in LIST_SUFFIXES and p.is_file())
+    return [path]
+
+
+def load_lists(paths: Iterable[str | Path]) -> tuple[TermList, ...]:
+    """Load every list under ``paths``; raise :class:`ListError` on any problem."""
+    problems: list[str] = []
+    lists: list[TermList] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            problems.append(f"{path}: no such file or directory")
+            continue
+        files = list_files(path)
+        if path.is_dir() and not files:
+            problems.append(f"{path}: directory holds no *.toml or *.txt list")
+        for file in files:
+            try:
+                lists.append(load_file(file))
+            except ListError as exc:
+                problems.extend(exc.problems)
+    seen: dict[str, Path | None] = {}
+    for term_list in lists:
+        if term_list.id in seen:
+            problems.append(
+                f"{term_list.path}: duplicate list id {term_list.id!r} "
+                f"(also in {seen[term_list.id]})"
+            )
+        seen[term_list.id] = term_list.path
+    if problems:
+        raise ListError(problems)
+    return tuple(lists)
+
+
+def load_file(path: Path) -> TermList:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ListError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ListError([f"{path}:{line}: not valid UTF-8"]) from exc
+    if path.suffix == ".txt":
+        return _parse_txt(path, text)
+    if path.suffix == ".toml":
+        return _parse_toml(path, text)
+    raise ListError([f"{path}: unknown list format (expected .toml or .txt)"])
+
+
+def _parse_txt(path: Path, text: str) -> TermList:
+    problems: list[str] = []
+    list_id = path.stem
+    if not ID_PATTERN.match(list_id):
+        problems.append(
+            f"{path}: file name {list_id!r} is not a valid list id ([a-z0-9][a-z0-9_-]*)"
+        )
+    terms: list[Term] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            problem = _term_problem(entry)
+            if problem:
+                problems.append(f"{path}:{number}: {problem}")
+            terms.append(Term(entry, fuzzy=True, line=number))
+    if not terms:
+        problems.append(f"{path}: list has no terms")
+    if problems:
+        raise ListError(problems)
+    return TermList(id=list_id, category=list_id, terms=tuple(terms), path=path)
+
+
+def _parse_toml(path: Path, text: str) -> TermList:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ListError([f"{path}: invalid TOML: {exc}"]) from exc
+    checker = _Checker(path, text)
+    unknown = sorted(set(data) - _LIST_KEYS)
+    if unknown:
+        checker.problem(f"unknown key(s) {', '.join(unknown)}", unknown[0] + " =")
+    list_id = checker.identifier(data, "id")
+    category = checker.identifier(data, "category")
+    action = data.get("action", "block")
+    if action not in ACTIONS:
+        checker.problem(f"action must be one of {', '.join(ACTIONS)}, not {action!r}", "action")
+    fuzzy = checker.boolean(data, "fuzzy", default=True)
+    terms = checker.terms(data.get("terms", []), fuzzy)
+    allow = checker.strings(data, "allow")
+    rules = checker.rules(data.get("rules", []))
+    if not terms and not rules:
+        checker.problem("a list needs at least one term or rule")
+    tests = data.get("tests", {})
+    if not isinstance(tests, dict):
+        checker.problem("[tests] must be a table", "tests")
+        tests = {}
+    for key in sorted(set(tests) - _TESTS_KEYS):
+        checker.problem(f"unknown key {key!r} in [tests]", key)
+    languages = checker.strings(data, "languages")
+    optional = {key: checker.optional_string(data, key) for key in ("name", "version", "source")}
+    if checker.problems:
+        raise ListError(checker.problems)
+    return TermList(
+        id=list_id,
+        category=category,
+        action=cast(Action, action),
+        name=optional["name"],
+        version=optional["version"],
+        source=optional["source"],
+        languages=languages,
+        fuzzy=fuzzy,
+        terms=terms,
+        allow=allow,
+        rules=rules,
+        tests_match=checker.strings(tests, "match", where="[tests] "),
+        tests_no_match=checker.strings(tests, "no_match", where="[tests] "),
+        path=path,
+    )
+
+
+def _term_problem(term: str) -> str | None:
+    if not term.strip():
+        return "empty term"
+    if len(canonicalize(term).replace(" ", "")) < 2:
+        return f"term {term!r} canonicalizes to fewer than 2 characters"
+    return None
+
+
+class _Checker:
+    """Validates the parsed TOML, locating each problem's line in the source."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        self.path = path
+        self.lines = source.splitlines()
+        self.problems: list[str] = []
+
+    def line_of(self, needle: str | None) -> int | None:
+        if not needle:
+            return None
+        for number, line in enumerate(self.lines, start=1):
+            if needle in line:
+                return number
+        return None
+
+    def problem(self, message: str, needle: str | None = None) -> None:
+        line = self.line_of(needle)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        self.problems.append(f"{where}: {message}")
+
+    def identifier(self, data: dict[str, Any], key: str) -> str:
+        value = data.get(key)
+        if value is None:
+            self.problem(f"missing required key {key!r}")
+            return ""
+        if not isinstance(value, str) or not ID_PATTERN.match(value):
+            self.problem(f"{key} {value!r} must match [a-z0-9][a-z0-9_-]*", f"{key} =")
+            return ""
+        return value
+
+    def boolean(self, data: dict[str, Any], key: str, *, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(f"{key} must be true or false, not {value!r}", f"{key} =")
+            return default
+        return value
+
+    def optional_string(self, data: dict[str, Any], key: str) -> str | None:
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            self.problem(f"{key} must be a string", f"{key} =")
+            return None
+        return value
+
+    def strings(self, data: dict[str, Any], key: str, *, where: str = "") -> tuple[str, ...]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(f"{where}{key} must be a list of strings", f"{key} =")
+            return ()
+        if key == "allow":
+            for entry in value:
+                problem = _term_problem(entry)
+                if problem:
+                    self.problem(f"allow phrase: {problem}", repr(entry)[1:-1] or key)
+        return tuple(value)
+
+    def terms(self, value: Any, list_fuzzy: bool) -> tuple[Term, ...]:
+        if not isinstance(value, list):
+            self.problem("terms must be a list", "terms =")
+            return ()
+        terms: list[Term] = []
+        for entry in value:
+            text: Any
+            if isinstance(entry, str):
+                text, fuzzy, substring = entry, list_fuzzy, False
+            elif isinstance(entry, dict):
+                unknown = sorted(set(entry) - _TERM_KEYS)
+                text = entry.get("term")
+                if unknown:
+                    self.problem(
+                        f"unknown key(s) {', '.join(unknown)} in term {text!r}", unknown[0]
+                    )
+                if not isinstance(text, str):
+                    self.problem('a term table needs term = "..."', "{")
+                    continue
+                fuzzy = self.boolean(entry, "fuzzy", default=list_fuzzy)
+                substring = self.boolean(entry, "substring", default=False)
+            else:
+                self.problem(f"a term must be a string or a table, not {entry!r}", "terms")
+                continue
+            problem = _term_problem(text)
+            line = self.line_of(f'"{text}"') or self.line_of(text or None)
+            if problem:
+                self.problem(problem, f'"{text}"' if text else '""')
+            terms.append(Term(text, fuzzy=fuzzy, substring=substring, line=line))
+        return tuple(terms)
+
+    def rules(self, value: Any) -> tuple[Rule, ...]:
+        if not isinstance(value, list):
+            self.problem("rules must be an array of tables ([[rules]])", "rules")
+            return ()
+        rules: list[Rule] = []
+        for entry in value:
+            if not isinstance(entry, dict):
+                self.problem("each rule must be a table", "[[rules]]")
+                continue
+            for key in sorted(set(entry) - _RULE_KEYS):
+                self.problem(f"unknown key {key!r} in a rule", f"{key} =")
+            rule_id = self.identifier(entry, "id")
+            groups = entry.get("all_of")
+            if (
+                not isinstance(groups, list)
+                or not groups
+                or not all(
+                    isinstance(g, list) and g and all(isinstance(m, str) for m in g) for g in groups
+                )
+            ):
+                self.problem(
+                    f"rule {rule_id!r}: all_of must be a non-empty list of "
+                    "non-empty lists of strings",
+                    "all_of",
+                )
+                continue
+            for group in groups:
+                for member in group:
+                    problem = _term_problem(member)
+                    if problem:
+                        self.problem(f"rule {rule_id!r}: {problem}", "all_of")
+            rules.append(Rule(rule_id, tuple(tuple(g) for g in groups)))
+        return tuple(rules)

@@ -1,0 +1,481 @@
+"""The compiled index of term lists, and the :class:`Match` it returns.
+
+Matching (DESIGN §4) runs in two passes over the canonical query
+(:mod:`deterrence.text`):
+
+1. **Exact**: one Aho–Corasick automaton (pyahocorasick, in C) holds every
+   pattern's canonical form — phrases with their words apart and joined
+   together, substring terms, terms in scripts without spaces. A hit counts
+   when it starts and ends on a word boundary, unless the pattern may match
+   inside words.
+2. **Fuzzy and alternatives**: every query word (and every join of words that
+   a lone punctuation mark separates, and every alternative reading) is looked
+   up in the vocabulary of term words, exactly and through a partition index:
+   a term word within *k* edits of a query word keeps one of its *k* + 1 parts
+   intact, so looking up the query's parts at the few offsets they can have
+   gives a short candidate list, which rapidfuzz's OSA distance then verifies.
+   No query is ever compared with every term. Multi-word terms are assembled
+   from consecutive words through an index keyed by their first two words.
+
+A built :class:`Matcher` is immutable: share it freely across threads and
+asyncio tasks, and build a new one for a new list set.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import ahocorasick
+from rapidfuzz.distance import OSA
+
+from deterrence.lists import SEVERITY, Action, Term, TermList, load_lists
+from deterrence.text import (
+    CanonicalText,
+    Transform,
+    canonical_text,
+    is_no_space_script,
+    term_words,
+    transform_names,
+)
+
+# Reported beside the canonicalization transforms.
+JOINED_PHRASE = "joined_phrase"
+
+_TERM, _ALLOW, _MEMBER = range(3)
+_MAX_JOIN = 8  # longest run of punctuation-joined words tried as one word
+
+
+def allowance(length: int) -> int:
+    """Edits tolerated in a term word of this canonical length (DESIGN §4)."""
+    if length >= 9:
+        return 2
+    if length >= 5:
+        return 1
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Why a query matched. Truthy; ``hits`` holds every list's match, most
+    severe first (``hits[0]`` is this match itself)."""
+
+    action: Action
+    list_id: str
+    category: str
+    term: str | None
+    rule: str | None
+    transforms: tuple[str, ...]
+    distance: int = 0
+    hits: tuple[Match, ...] = ()
+
+    def explain(self) -> dict[str, object]:
+        """A JSON-ready description (used by ``deterrence match --json``)."""
+        return {
+            "list": self.list_id,
+            "category": self.category,
+            "action": self.action,
+            "term": self.term,
+            "rule": self.rule,
+            "transforms": list(self.transforms),
+            "distance": self.distance,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    list_index: int
+    kind: int
+    text: str
+    words: tuple[int, ...]
+    fuzzy: bool
+    rule: int = -1
+    group: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    pattern: int
+    start: int  # token span [start, end)
+    end: int
+    distance: int
+    flags: int
+    joined: bool
+
+
+@dataclass(slots=True)
+class _Edge:
+    start: int
+    end: int
+    text: str
+    flags: int
+    primary: bool
+    candidates: dict[int, int]  # vocabulary word id -> edit distance
+
+
+def _part_bounds(length: int) -> tuple[int, ...]:
+    parts = allowance(length) + 1
+    return tuple(length * i // parts for i in range(parts + 1))
+
+
+def _part_key(length: int, index: int, part: str) -> str:
+    return chr(length) + chr(index) + part
+
+
+class Matcher:
+    """Matches queries against a set of term lists."""
+
+    def __init__(self, lists: Sequence[TermList]) -> None:
+        self.lists: tuple[TermList, ...] = tuple(lists)
+        self._patterns: list[_Pattern] = []
+        self._words: list[str] = []
+        self._vocabulary: dict[str, int] = {}
+        self._fuzzy_words: set[int] = set()
+        self._joined: dict[int, list[int]] = defaultdict(list)  # joined word -> patterns
+        self._phrases: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        keys: dict[str, list[tuple[int, int, bool, bool]]] = defaultdict(list)
+        for list_index, term_list in enumerate(self.lists):
+            for term in term_list.terms:
+                self._add(keys, list_index, _TERM, term)
+            for phrase in term_list.allow:
+                self._add(keys, list_index, _ALLOW, Term(phrase, term_list.fuzzy))
+            for rule_index, rule in enumerate(term_list.rules):
+                for group_index, group in enumerate(rule.all_of):
+                    for member in group:
+                        term = Term(member, term_list.fuzzy)
+                        self._add(keys, list_index, _MEMBER, term, rule_index, group_index)
+        self._automaton = ahocorasick.Automaton()
+        for key, values in keys.items():
+            self._automaton.add_word(key, tuple(values))
+        if keys:
+            self._automaton.make_automaton()
+        self._fuzzy_index: dict[str, list[int]] = defaultdict(list)
+        for word_id in sorted(self._fuzzy_words):
+            word = self._words[word_id]
+            bounds = _part_bounds(len(word))
+            for index in range(len(bounds) - 1):
+                key = _part_key(len(word), index, word[bounds[index] : bounds[index + 1]])
+                self._fuzzy_index[key].append(word_id)
+        # Freeze the build-time defaultdicts so lookups never insert.
+        self._fuzzy_index = dict(self._fuzzy_index)
+        self._phrases = dict(self._phrases)
+        self._joined = dict(self._joined)
+
+    @classmethod
+    def from_path(cls, paths: str | Path | Iterable[str | Path]) -> Matcher:
+        """Load lists from a file, a directory, or several of them."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        return cls(load_lists(paths))
+
+    @classmethod
+    def from_terms(
+        cls,
+        terms: Iterable[str],
+        *,
+        fuzzy: bool = True,
+        list_id: str = "terms",
+        category: str = "terms",
+        action: Action = "block",
+    ) -> Matcher:
+        """A matcher over one in-memory list (tests, benchmarks, experiments)."""
+        term_list = TermList(
+            id=list_id,
+            category=category,
+            action=action,
+            fuzzy=fuzzy,
+            terms=tuple(Term(t, fuzzy) for t in terms),
+        )
+        return cls([term_list])
+
+    @property
+    def term_count(self) -> int:
+        return sum(len(term_list.terms) for term_list in self.lists)
+
+    # -- building --------------------------------------------------------
+
+    def _word_id(self, word: str) -> int:
+        word_id = self._vocabulary.get(word)
+        if word_id is None:
+            word_id = self._vocabulary[word] = len(self._words)
+            self._words.append(word)
+        return word_id
+
+    def _add(
+        self,
+        keys: dict[str, list[tuple[int, int, bool, bool]]],
+        list_index: int,
+        kind: int,
+        term: Term,
+        rule: int = -1,
+        group: int = -1,
+    ) -> None:
+        words = term_words(term.text)
+        if not words:
+            return
+        pattern_index = len(self._patterns)
+        phrase = " ".join(words)
+        joined = "".join(words)
+        anywhere = term.substring or is_no_space_script(joined)
+        word_ids = tuple(self._word_id(w) for w in words) if not anywhere else ()
+        self._patterns.append(
+            _Pattern(list_index, kind, term.text, word_ids, term.fuzzy, rule, group)
+        )
+        # Automaton values: (pattern, key length, needs word boundaries, joined form)
+        keys[phrase].append((pattern_index, len(phrase), not anywhere, False))
+        if anywhere:
+            return
+        self._phrases[word_ids[:2]].append(pattern_index)
+        if len(words) > 1:
+            keys[joined].append((pattern_index, len(joined), True, True))
+            joined_id = self._word_id(joined)
+            self._joined[joined_id].append(pattern_index)
+            if term.fuzzy and allowance(len(joined)):
+                self._fuzzy_words.add(joined_id)
+        if term.fuzzy:
+            self._fuzzy_words.update(
+                i for i, w in zip(word_ids, words, strict=True) if allowance(len(w))
+            )
+
+    # -- matching ----------------------------------------------------------
+
+    def match(self, query: str) -> Match | None:
+        """The most severe match for ``query``, or None."""
+        canonical = canonical_text(query)
+        if not canonical.tokens:
+            return None
+        hits = self._exact_hits(canonical)
+        hits.extend(self._lattice_hits(canonical))
+        return self._decide(hits) if hits else None
+
+    def _exact_hits(self, canonical: CanonicalText) -> list[_Hit]:
+        hits: list[_Hit] = []
+        if not self._patterns:
+            return hits
+        boundaries = canonical.boundaries
+        for end_index, values in self._automaton.iter(canonical.text):
+            end = end_index + 1
+            for pattern, length, needs_boundary, joined in values:
+                start = end - length
+                if needs_boundary and (start not in boundaries or end not in boundaries):
+                    continue
+                first = bisect_right(canonical.starts, start) - 1
+                last = bisect_left(canonical.ends, end)
+                flags = 0
+                for index in range(max(first, 0), last + 1):
+                    token = canonical.tokens[index]
+                    flags |= token.flags
+                    if index > first:
+                        flags |= token.join
+                hits.append(_Hit(pattern, max(first, 0), last + 1, 0, flags, joined))
+        return hits
+
+    def _edges(self, canonical: CanonicalText) -> list[_Edge]:
+        tokens = canonical.tokens
+        edges: list[_Edge] = []
+        for index, token in enumerate(tokens):
+            edges.append(_Edge(index, index + 1, token.text, token.flags, True, {}))
+            for text, flags in token.alternatives:
+                edges.append(_Edge(index, index + 1, text, flags, False, {}))
+            # Words joined by lone punctuation marks, tried as one word.
+            joined, flags = token.text, token.flags
+            end = index + 1
+            while end < len(tokens) and tokens[end].join and end - index < _MAX_JOIN:
+                following = tokens[end].text
+                if joined and following and joined[-1] == following[0]:
+                    following = following[1:]
+                joined += following
+                flags |= tokens[end].flags | tokens[end].join
+                end += 1
+                edges.append(_Edge(index, end, joined, flags, True, {}))
+        return edges
+
+    def _candidates(self, text: str) -> dict[int, int]:
+        found: dict[int, int] = {}
+        exact = self._vocabulary.get(text)
+        if exact is not None:
+            found[exact] = 0
+        length = len(text)
+        if length < 4 or not self._fuzzy_index:
+            return found
+        probed: set[int] = set()
+        for term_length in range(max(5, length - 2), length + 3):
+            edits = allowance(term_length)
+            if abs(term_length - length) > edits:
+                continue
+            bounds = _part_bounds(term_length)
+            probes = [
+                _part_key(term_length, 0, text[: bounds[1]]),
+                _part_key(
+                    term_length, len(bounds) - 2, text[length - (term_length - bounds[-2]) :]
+                ),
+            ]
+            if edits == 1 and term_length == length:
+                # A transposition across the halves' boundary touches both.
+                half = bounds[1]
+                probes.append(_part_key(term_length, 0, text[: half - 1] + text[half]))
+            for index in range(1, len(bounds) - 2):
+                size = bounds[index + 1] - bounds[index]
+                for shift in range(-edits, edits + 1):
+                    offset = bounds[index] + shift
+                    if offset >= 0 and offset + size <= length:
+                        probes.append(_part_key(term_length, index, text[offset : offset + size]))
+            for probe in probes:
+                for word_id in self._fuzzy_index.get(probe, ()):
+                    if word_id in probed or word_id == exact:
+                        continue
+                    probed.add(word_id)
+                    word = self._words[word_id]
+                    limit = allowance(len(word))
+                    distance = OSA.distance(text, word, score_cutoff=limit)
+                    if distance <= limit:
+                        found[word_id] = distance
+        return found
+
+    def _lattice_hits(self, canonical: CanonicalText) -> list[_Hit]:
+        edges = self._edges(canonical)
+        needed = False
+        for edge in edges:
+            edge.candidates = self._candidates(edge.text)
+            if edge.candidates and (not edge.primary or any(d for d in edge.candidates.values())):
+                needed = True
+        if not needed:
+            return []  # every exact match of primary readings came from the automaton
+        by_start: dict[int, list[_Edge]] = defaultdict(list)
+        for edge in edges:
+            if edge.candidates:
+                by_start[edge.start].append(edge)
+        hits: list[_Hit] = []
+        for edge in edges:
+            for word_id, distance in edge.candidates.items():
+                for pattern_index in self._joined.get(word_id, ()):
+                    if self._within(pattern_index, self._words[word_id], distance):
+                        flags = edge.flags | (Transform.EDIT if distance else 0)
+                        hits.append(
+                            _Hit(pattern_index, edge.start, edge.end, distance, flags, True)
+                        )
+                for pattern_index in self._phrases.get((word_id,), ()):
+                    if self._within(pattern_index, self._words[word_id], distance):
+                        flags = edge.flags | (Transform.EDIT if distance else 0)
+                        hits.append(
+                            _Hit(pattern_index, edge.start, edge.end, distance, flags, False)
+                        )
+                for following in by_start.get(edge.end, ()):
+                    for second_id, second_distance in following.candidates.items():
+                        for pattern_index in self._phrases.get((word_id, second_id), ()):
+                            hit = self._extend(
+                                pattern_index,
+                                edge,
+                                [distance, second_distance],
+                                following,
+                                by_start,
+                            )
+                            if hit is not None:
+                                hits.append(hit)
+        return hits
+
+    def _within(self, pattern_index: int, word: str, distance: int) -> bool:
+        if distance == 0:
+            return True
+        return self._patterns[pattern_index].fuzzy and distance <= allowance(len(word))
+
+    def _extend(
+        self,
+        pattern_index: int,
+        first: _Edge,
+        distances: list[int],
+        last: _Edge,
+        by_start: dict[int, list[_Edge]],
+    ) -> _Hit | None:
+        pattern = self._patterns[pattern_index]
+        words = pattern.words
+        path = [first, last]
+        # Later words: follow the one best edge for each.
+        while len(path) < len(words):
+            word_id = words[len(path)]
+            best: _Edge | None = None
+            for edge in by_start.get(path[-1].end, ()):
+                if word_id in edge.candidates and (
+                    best is None or edge.candidates[word_id] < best.candidates[word_id]
+                ):
+                    best = edge
+            if best is None:
+                return None
+            distances.append(best.candidates[word_id])
+            path.append(best)
+        for word_id, distance in zip(words, distances, strict=True):
+            if not self._within(pattern_index, self._words[word_id], distance):
+                return None
+        flags = 0
+        for edge in path:
+            flags |= edge.flags
+        total = sum(distances)
+        if total:
+            flags |= Transform.EDIT
+        return _Hit(pattern_index, first.start, path[-1].end, total, flags, False)
+
+    def _decide(self, hits: list[_Hit]) -> Match | None:
+        by_list: dict[int, list[_Hit]] = defaultdict(list)
+        for hit in hits:
+            by_list[self._patterns[hit.pattern].list_index].append(hit)
+        matches: list[tuple[int, Match]] = []
+        for list_index, list_hits in by_list.items():
+            found = self._list_match(list_index, list_hits)
+            if found is not None:
+                matches.append((list_index, found))
+        if not matches:
+            return None
+        matches.sort(key=lambda item: (-SEVERITY[item[1].action], item[0]))
+        ordered = tuple(match for _, match in matches)
+        first = ordered[0]
+        return Match(
+            first.action,
+            first.list_id,
+            first.category,
+            first.term,
+            first.rule,
+            first.transforms,
+            first.distance,
+            ordered,
+        )
+
+    def _list_match(self, list_index: int, hits: list[_Hit]) -> Match | None:
+        term_list = self.lists[list_index]
+        allowed = [h for h in hits if self._patterns[h.pattern].kind == _ALLOW]
+        kept = [
+            h
+            for h in hits
+            if self._patterns[h.pattern].kind != _ALLOW
+            and not any(a.start < h.end and h.start < a.end for a in allowed)
+        ]
+        terms = [h for h in kept if self._patterns[h.pattern].kind == _TERM]
+        if terms:
+            best = min(terms, key=lambda h: (h.distance, bin(h.flags).count("1")))
+            return self._make_match(term_list, best, self._patterns[best.pattern].text, None)
+        members = [h for h in kept if self._patterns[h.pattern].kind == _MEMBER]
+        for rule_index, rule in enumerate(term_list.rules):
+            groups: dict[int, _Hit] = {}
+            for hit in members:
+                pattern = self._patterns[hit.pattern]
+                if pattern.rule == rule_index and pattern.group not in groups:
+                    groups[pattern.group] = hit
+            if len(groups) == len(rule.all_of):
+                flags = 0
+                for hit in groups.values():
+                    flags |= hit.flags
+                distance = sum(hit.distance for hit in groups.values())
+                combined = _Hit(-1, 0, 0, distance, flags, any(h.joined for h in groups.values()))
+                return self._make_match(term_list, combined, None, rule.id)
+        return None
+
+    @staticmethod
+    def _make_match(term_list: TermList, hit: _Hit, term: str | None, rule: str | None) -> Match:
+        names = transform_names(hit.flags)
+        if hit.joined:
+            names += (JOINED_PHRASE,)
+        return Match(
+            term_list.action, term_list.id, term_list.category, term, rule, names, hit.distance
+        )

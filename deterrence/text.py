@@ -1,0 +1,453 @@
+"""Canonicalization of terms and queries (DESIGN §4, steps 1–8).
+
+Terms and queries go through the same code, so matching happens on canonical
+forms. The result is a sequence of *tokens* (canonical words) together with the
+way each token joins the previous one:
+
+- ``STRONG``: whitespace, or punctuation that is not a lone character between
+  two words with letters;
+- ``WEAK``: a single punctuation character between letters (``zor-blax``): the
+  two tokens are tried both apart and joined (step 6).
+
+Runs of three or more single-character words (``z o r b l a x``) are merged
+into one token (step 7) that remembers where its letters were, so a term can
+still start at one of them (``a z o r b l a x``).
+
+Ambiguous readings are kept as *alternatives* rather than guessed: a word made
+wholly of Cyrillic or Greek look-alikes is canonical as itself (so Cyrillic
+terms match) and has a Latin alternative; symbols at the edge of a word
+(``zorblax!``, ``$ex``) are read both as punctuation and as leet letters.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from enum import IntFlag
+from functools import lru_cache
+
+
+class Transform(IntFlag):
+    """What canonicalization had to undo; reported in ``Match.transforms``."""
+
+    CASE = 1
+    COMPATIBILITY = 2  # full-width, mathematical letters, ligatures (NFKC)
+    INVISIBLE = 4  # zero-width, format and control characters
+    DIACRITICS = 8
+    LOOKALIKE = 16  # Greek / Cyrillic / Armenian letters read as Latin
+    LEET = 32  # digits and symbols read as letters
+    SEPARATOR = 64  # punctuation between letters read as absent
+    SPACING = 128  # spaced single letters joined
+    REPEATS = 256  # repeated letters collapsed
+    EDIT = 512  # misspelling within the edit allowance (set by the matcher)
+
+
+TRANSFORM_NAMES: dict[Transform, str] = {
+    Transform.CASE: "case",
+    Transform.COMPATIBILITY: "compatibility",
+    Transform.INVISIBLE: "invisible",
+    Transform.DIACRITICS: "diacritics",
+    Transform.LOOKALIKE: "lookalike",
+    Transform.LEET: "leet",
+    Transform.SEPARATOR: "separator",
+    Transform.SPACING: "spacing",
+    Transform.REPEATS: "repeats",
+    Transform.EDIT: "edit_distance",
+}
+
+
+def transform_names(flags: int) -> tuple[str, ...]:
+    return tuple(name for flag, name in TRANSFORM_NAMES.items() if flags & flag)
+
+
+# Step 5: digits and symbols inside a word with letters.
+LEET = {
+    "0": "o",
+    "1": "i",
+    "3": "e",
+    "4": "a",
+    "5": "s",
+    "7": "t",
+    "8": "b",
+    "9": "g",
+    "@": "a",
+    "$": "s",
+    "!": "i",
+    "|": "l",
+}
+LEET_SYMBOLS = frozenset("@$!|")
+
+# Step 4: look-alikes, keyed by the character *before* casefolding, because
+# upper- and lower-case forms resemble different Latin letters (Η is H, η is n).
+LOOKALIKES = {
+    # Cyrillic capitals
+    "А": "a", "В": "b", "Е": "e", "Ё": "e", "К": "k", "М": "m", "Н": "h", "О": "o",
+    "Р": "p", "С": "c", "Т": "t", "У": "y", "Х": "x", "Ѕ": "s", "І": "i", "Ї": "i",
+    "Ј": "j", "Ԁ": "d", "Ԛ": "q", "Ԝ": "w", "Һ": "h", "Ү": "y", "Ӏ": "l",
+    # Cyrillic small letters
+    "а": "a", "в": "b", "г": "r", "е": "e", "ё": "e", "и": "u", "й": "u", "к": "k",
+    "м": "m", "н": "h", "о": "o", "п": "n", "р": "p", "с": "c", "т": "t", "у": "y",
+    "х": "x", "ш": "w", "щ": "w", "ъ": "b", "ь": "b", "ѕ": "s", "і": "i", "ї": "i",
+    "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ү": "y", "ӏ": "l", "ɡ": "g",
+    # Greek capitals
+    "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z", "Η": "h", "Ι": "i", "Κ": "k", "Μ": "m",
+    "Ν": "n", "Ο": "o", "Ρ": "p", "Τ": "t", "Υ": "y", "Χ": "x",
+    # Greek small letters
+    "α": "a", "β": "b", "γ": "y", "ε": "e", "η": "n", "ι": "i", "κ": "k", "μ": "u",
+    "ν": "v", "ο": "o", "ρ": "p", "σ": "o", "ς": "c", "τ": "t", "υ": "u", "χ": "x",
+    "ω": "w",
+    # Armenian
+    "Օ": "o", "Ս": "u", "Տ": "s", "Լ": "l", "օ": "o", "ս": "u", "ո": "n", "հ": "h",
+    "ց": "g", "զ": "q", "ա": "w", "յ": "j", "ք": "p", "ռ": "n",
+}  # fmt: skip
+
+# Step 2 beyond the Cf/Cc categories: default-ignorable code points that are
+# letters or marks by category (Hangul fillers, variation selectors, CGJ …).
+_EXTRA_IGNORABLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u3164\uffa0"
+) | frozenset(chr(c) for c in range(0xFE00, 0xFE10))
+_WHITESPACE_CONTROLS = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85")
+
+# Scripts written without spaces: terms in them match anywhere.
+NO_SPACE_SCRIPTS = frozenset(
+    {"CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "THAI", "LAO", "KHMER", "MYANMAR"}
+)
+_LGC = frozenset({"LATIN", "GREEK", "CYRILLIC"})
+_LOOKALIKE_SCRIPTS = frozenset({"GREEK", "CYRILLIC", "ARMENIAN"})
+
+# Character kinds.
+LETTER, DIGIT, SYMBOL, MARK, SPACE, PUNCT = range(6)
+
+
+@dataclass(frozen=True, slots=True)
+class _Char:
+    kind: int
+    char: str
+    script: str
+    lookalike: str | None
+    flags: int
+
+
+def _script(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    if name.startswith("CJK") or name.startswith("IDEOGRAPHIC"):
+        return "CJK"
+    return name.split(" ", 1)[0]
+
+
+@lru_cache(maxsize=16384)
+def _read_char(ch: str) -> tuple[_Char, ...]:
+    """Steps 1–3 for one character, cached: it is the hot loop."""
+    category = unicodedata.category(ch)
+    if ch in _WHITESPACE_CONTROLS:
+        return (_Char(SPACE, " ", "", None, 0),)
+    if category in ("Cf", "Cc", "Cs", "Co") or ch in _EXTRA_IGNORABLE:
+        return (_Char(MARK, "", "", None, Transform.INVISIBLE),)
+    flags = 0
+    if unicodedata.normalize("NFKC", ch) != unicodedata.normalize("NFC", ch):
+        flags |= Transform.COMPATIBILITY
+    lookalike = LOOKALIKES.get(ch)
+    decomposed = unicodedata.normalize("NFKD", ch)
+    folded = decomposed.casefold()
+    if folded != decomposed:
+        flags |= Transform.CASE
+    # casefold may produce characters that decompose further (e.g. ẞ → ss is fine,
+    # but some produce combining sequences).
+    folded = unicodedata.normalize("NFKD", folded)
+    out: list[_Char] = []
+    base_script = ""
+    for c in folded:
+        cat = unicodedata.category(c)
+        if cat.startswith("L"):
+            base_script = _script(c)
+            out.append(_Char(LETTER, c, base_script, None, flags))
+        elif cat == "Mn" and base_script in _LGC:
+            if out:
+                out[-1] = _Char(
+                    LETTER, out[-1].char, base_script, None, out[-1].flags | Transform.DIACRITICS
+                )
+        elif cat in ("Mn", "Mc", "Me"):
+            out.append(_Char(MARK, c, base_script, None, flags))
+        elif "0" <= c <= "9":
+            out.append(_Char(DIGIT, c, "", None, flags))
+        elif cat == "Nd":
+            out.append(_Char(LETTER, c, "", None, flags))  # other scripts' digits: kept as is
+        elif c in LEET_SYMBOLS:
+            out.append(_Char(SYMBOL, c, "", None, flags))
+        elif cat.startswith("Z") or c.isspace():
+            out.append(_Char(SPACE, " ", "", None, flags))
+        elif cat in ("Cf", "Cc"):
+            out.append(_Char(MARK, "", "", None, flags | Transform.INVISIBLE))
+        else:
+            out.append(_Char(PUNCT, c, "", None, flags))
+    if lookalike is not None and len(out) == 1 and out[0].kind == LETTER:
+        only = out[0]
+        out[0] = _Char(LETTER, only.char, only.script, lookalike, only.flags)
+    return tuple(out)
+
+
+@dataclass(slots=True)
+class Token:
+    """One canonical word of a query or term."""
+
+    text: str
+    flags: int
+    alternatives: tuple[tuple[str, int], ...] = ()
+    """Other readings of the same word, each with its flags."""
+    join: int = 0
+    """How this token joins the previous one: 0 = strong boundary, else the
+    Transform (SEPARATOR) that a join across it needs."""
+    inner: tuple[int, ...] = ()
+    """Offsets inside ``text`` where a spaced-letter word may start or end."""
+
+
+@dataclass(slots=True)
+class _RawWord:
+    chars: list[_Char] = field(default_factory=list)
+    flags: int = 0
+    inner: list[int] = field(default_factory=list)  # offsets of merged single letters
+
+
+def _collapse(text: str, offsets: tuple[int, ...] = ()) -> tuple[str, tuple[int, ...]]:
+    """Step 8: runs of a repeated letter become one; ``offsets`` (positions in
+    ``text``) are moved to the matching positions in the result."""
+    out: list[str] = []
+    kept_before: list[int] = []
+    prev = ""
+    for c in text:
+        kept_before.append(len(out))
+        if c == prev and c.isalpha():
+            continue
+        out.append(c)
+        prev = c
+    kept_before.append(len(out))
+    return "".join(out), tuple(sorted({kept_before[o] for o in offsets}))
+
+
+def _read_word(chars: list[_Char], flags: int) -> tuple[str, int] | None:
+    """Steps 4, 5 and 8 for one word. None when it holds nothing readable."""
+    has_letter = any(c.kind == LETTER for c in chars)
+    if not has_letter:
+        digits = "".join(c.char for c in chars if c.kind == DIGIT)
+        return (digits, flags) if digits else None
+    has_latin = any(c.kind == LETTER and c.script == "LATIN" for c in chars)
+    out: list[str] = []
+    for c in chars:
+        if c.kind in (DIGIT, SYMBOL):
+            mapped = LEET.get(c.char)
+            if mapped is None:
+                out.append(c.char)
+            else:
+                out.append(mapped)
+                flags |= Transform.LEET
+        elif c.kind == LETTER:
+            if has_latin and c.lookalike is not None and c.script in _LOOKALIKE_SCRIPTS:
+                out.append(c.lookalike)
+                flags |= Transform.LOOKALIKE
+            else:
+                out.append(c.char)
+        else:
+            out.append(c.char)
+    return "".join(out), flags
+
+
+def _latin_reading(chars: list[_Char], flags: int) -> tuple[str, int] | None:
+    """A word wholly of Greek/Cyrillic/Armenian look-alikes, read as Latin."""
+    letters = [c for c in chars if c.kind == LETTER]
+    if not letters or any(c.script == "LATIN" for c in letters):
+        return None
+    if not all(c.lookalike is not None and c.script in _LOOKALIKE_SCRIPTS for c in letters):
+        return None
+    text = "".join(
+        c.lookalike if c.kind == LETTER and c.lookalike else LEET.get(c.char, c.char) for c in chars
+    )
+    return text, flags | Transform.LOOKALIKE
+
+
+def _readings(word: _RawWord) -> Token | None:
+    chars = word.chars
+    # Symbols at the edges are read as punctuation first, as leet second.
+    start, end = 0, len(chars)
+    while start < end and chars[start].kind == SYMBOL:
+        start += 1
+    while end > start and chars[end - 1].kind == SYMBOL:
+        end -= 1
+    variants = [chars[start:end], chars] if (start, end) != (0, len(chars)) else [chars]
+    readings: list[tuple[str, int]] = []
+    inner: tuple[int, ...] = ()
+    for candidate in variants:
+        for reading in (_read_word(candidate, word.flags), _latin_reading(candidate, word.flags)):
+            if reading is None or not reading[0]:
+                continue
+            text, collapsed_inner = _collapse(reading[0], tuple(word.inner))
+            flags = reading[1] | (Transform.REPEATS if len(text) < len(reading[0]) else 0)
+            if all(text != seen for seen, _ in readings):
+                if not readings:
+                    inner = collapsed_inner
+                readings.append((text, flags))
+    if not readings:
+        return None
+    (text, flags), *alternatives = readings
+    return Token(
+        text, flags, tuple(alternatives), inner=tuple(o for o in inner if 0 < o < len(text))
+    )
+
+
+def _split_words(query: str) -> tuple[list[_RawWord], list[str]]:
+    """Split into raw words and the separator run before each word."""
+    words: list[_RawWord] = []
+    separators: list[str] = []
+    current = _RawWord()
+    current_no_space: bool | None = None
+    sep: list[str] = []
+    pending_flags = 0
+    for ch in query:
+        for c in _read_char(ch):
+            if c.kind == MARK:
+                if not c.char:
+                    pending_flags |= c.flags
+                elif current.chars and current.chars[-1].script not in _LGC:
+                    current.chars.append(c)
+                else:
+                    pending_flags |= Transform.DIACRITICS
+                continue
+            if c.kind in (SPACE, PUNCT):
+                if current.chars:
+                    words.append(current)
+                    current, current_no_space = _RawWord(), None
+                sep.append(c.char)
+                continue
+            if c.kind == LETTER:
+                # Scripts without spaces never share a word with other letters.
+                no_space = c.script in NO_SPACE_SCRIPTS
+                if current_no_space is not None and no_space != current_no_space:
+                    words.append(current)
+                    current = _RawWord()
+                    sep.append(" ")
+                current_no_space = no_space
+            if not current.chars:
+                separators.append("".join(sep))
+                sep = []
+            current.chars.append(c)
+            current.flags |= c.flags | pending_flags
+            pending_flags = 0
+    if current.chars:
+        words.append(current)
+    return words, separators
+
+
+def _merge_spaced(words: list[_RawWord], separators: list[str]) -> None:
+    """Step 7, in place: 3+ single-character words in a row become one word."""
+    i = 0
+    while i < len(words):
+        j = i
+        while j < len(words) and _is_single(words[j]):
+            j += 1
+        if j - i >= 3 and any(c.kind == LETTER for w in words[i:j] for c in w.chars):
+            merged = _RawWord(flags=Transform.SPACING)
+            for w in words[i:j]:
+                if merged.chars:
+                    merged.inner.append(len(merged.chars))
+                merged.chars.extend(w.chars)
+                merged.flags |= w.flags
+            words[i:j] = [merged]
+            del separators[i + 1 : j]
+        i += 1
+
+
+def _is_single(word: _RawWord) -> bool:
+    return len(word.chars) == 1 and word.chars[0].kind in (LETTER, DIGIT)
+
+
+def tokenize(query: str) -> list[Token]:
+    """The canonical tokens of ``query``; never raises for any ``str``."""
+    raw_words, separators = _split_words(query)
+    _merge_spaced(raw_words, separators)
+    tokens: list[Token] = []
+    weak_before = False
+    for word, sep in zip(raw_words, separators, strict=True):
+        token = _readings(word)
+        if token is None:
+            # Nothing readable (a lone symbol): it separates like punctuation.
+            weak_before = False
+            continue
+        if tokens and len(sep) == 1 and not sep.isspace() and weak_before and _has_letter(token):
+            token.join = Transform.SEPARATOR
+        tokens.append(token)
+        weak_before = _has_letter(token)
+    return tokens
+
+
+def _has_letter(token: Token) -> bool:
+    return any(c.isalpha() for c in token.text)
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalText:
+    """A query as the matcher sees it: tokens joined into one string.
+
+    Tokens joined weakly are written together (``zor-blax`` → ``zorblax``);
+    other tokens are separated by one space. ``boundaries`` holds every offset
+    where a whole-word match may start or end.
+    """
+
+    text: str
+    tokens: tuple[Token, ...]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+    boundaries: frozenset[int]
+    flags: int
+
+
+def canonical_text(query: str) -> CanonicalText:
+    tokens = tokenize(query)
+    parts: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    boundaries: set[int] = set()
+    length = 0
+    flags = 0
+    for index, token in enumerate(tokens):
+        text = token.text
+        if index and not token.join:
+            parts.append(" ")
+            length += 1
+        elif (
+            index
+            and parts
+            and text
+            and parts[-1]
+            and parts[-1][-1] == text[0]
+            and text[0].isalpha()
+        ):
+            text = text[1:]  # a repeated letter across a weak join collapses too
+            flags |= Transform.REPEATS
+        starts.append(length)
+        boundaries.add(length)
+        boundaries.update(length + offset for offset in token.inner)
+        parts.append(text)
+        length += len(text)
+        ends.append(length)
+        boundaries.add(length)
+        flags |= token.flags
+    return CanonicalText(
+        "".join(parts), tuple(tokens), tuple(starts), tuple(ends), frozenset(boundaries), flags
+    )
+
+
+def canonicalize(text: str) -> str:
+    """The canonical form of ``text`` (idempotent)."""
+    return canonical_text(text).text
+
+
+def term_words(term: str) -> tuple[str, ...]:
+    """The canonical words of a term: weak joins count as word breaks here, so
+    ``zor-blax`` in a list means the two words ``zor blax`` (which also match
+    joined, as every multi-word term does)."""
+    return tuple(token.text for token in tokenize(term))
+
+
+def is_no_space_script(text: str) -> bool:
+    """True when the letters of ``text`` are in scripts written without spaces."""
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and all(_script(c) in NO_SPACE_SCRIPTS for c in letters)
