@@ -41,7 +41,9 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.exposition import choose_encoder, start_http_server
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.types import Receive, Scope, Send
 
 from deterrence.settings import Settings
@@ -209,6 +211,7 @@ class Recorder:
                 ) from exc
 
         self.registry = CollectorRegistry(auto_describe=True)
+        self.exposition_registry: Collector
         if self.multiprocess_dir is not None:
             # Metrics live in files shared by all workers; expose their sum.
             self.exposition_registry = CollectorRegistry()
@@ -216,7 +219,9 @@ class Recorder:
                 self.exposition_registry, path=str(self.multiprocess_dir)
             )
         else:
-            self.exposition_registry = self.registry
+            # Without the ``*_created`` series, which multiprocess mode lacks anyway:
+            # the same series whichever way the app is served.
+            self.exposition_registry = _WithoutCreated(self.registry)
 
         self._variants = frozenset(variants)
         message_variants = frozenset([*variants, NO_VARIANT])
@@ -482,6 +487,16 @@ class Recorder:
                 logger.debug("metrics port %s:%d already served", host, port)
                 return
             raise
+
+
+class _WithoutCreated(Collector):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
 
 
 def _flush_at_exit(method: weakref.WeakMethod[Callable[[], bool]]) -> None:
