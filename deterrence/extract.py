@@ -1,0 +1,151 @@
+"""Find the search text in a request: query strings, form and multipart
+fields, JSON bodies.
+
+Everything here is defensive: malformed percent-escapes, invalid UTF-8, odd
+charsets, broken multipart and JSON all decode to *something* (with U+FFFD
+where bytes make no sense) rather than raise, because a request we cannot
+parse must still be inspected, and must never become a 500.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Collection, Iterator
+from typing import Any
+
+_PERCENT_ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def percent_decode(raw: bytes, *, plus_is_space: bool = True) -> bytes:
+    """RFC 3986 percent-decoding; malformed escapes are kept as they are."""
+    if plus_is_space:
+        raw = raw.replace(b"+", b" ")
+    if b"%" not in raw:
+        return raw
+    out = bytearray()
+    i = 0
+    length = len(raw)
+    while i < length:
+        byte = raw[i]
+        if byte == 0x25 and i + 2 < length + 0 and raw[i + 1] in _HEX and raw[i + 2] in _HEX:
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(byte)
+            i += 1
+    return bytes(out)
+
+
+def decode_text(raw: bytes, charset: str = "utf-8") -> str:
+    try:
+        return raw.decode(charset, errors="replace")
+    except LookupError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def value_readings(raw: bytes, charset: str = "utf-8") -> list[str]:
+    """The text of one encoded value: decoded once, and once more when the
+    result still holds percent-escapes (double encoding, ``%257A``)."""
+    once = percent_decode(raw)
+    readings = [decode_text(once, charset)]
+    if _PERCENT_ESCAPE.search(once):
+        readings.append(decode_text(percent_decode(once, plus_is_space=False), charset))
+    return readings
+
+
+def form_values(body: bytes, names: Collection[str], charset: str = "utf-8") -> Iterator[str]:
+    """Values of the wanted names in ``a=1&b=2`` data. Names compare without
+    regard to case (``Q=`` is inspected like ``q=``), since frameworks differ
+    and inspecting more is the safe side."""
+    if not body:
+        return
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        decoded_names = value_readings(name, charset)
+        if any(n.strip().casefold() in names for n in decoded_names):
+            yield from value_readings(value, charset)
+
+
+def content_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """Media type (lower case) and parameters of a Content-Type header."""
+    if not header:
+        return "", {}
+    media, *params = header.split(";")
+    parsed: dict[str, str] = {}
+    for param in params:
+        key, _, value = param.partition("=")
+        parsed[key.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), parsed
+
+
+def charset_of(params: dict[str, str]) -> str:
+    charset = params.get("charset", "utf-8") or "utf-8"
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return "utf-8"
+
+
+def multipart_values(
+    body: bytes, boundary: str, names: Collection[str], charset: str = "utf-8"
+) -> Iterator[str]:
+    """Text fields (no ``filename``) of a multipart/form-data body."""
+    if not boundary:
+        return
+    delimiter = b"--" + boundary.encode("latin-1", errors="replace")
+    for part in body.split(delimiter)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, separator, content = part.partition(b"\r\n\r\n")
+        if not separator:
+            head, separator, content = part.partition(b"\n\n")
+            if not separator:
+                continue
+        disposition = ""
+        part_charset = charset
+        for line in head.decode("latin-1").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "content-disposition":
+                disposition = value
+            elif key.strip().lower() == "content-type":
+                part_charset = charset_of(content_type(value)[1])
+        params = content_type("x;" + disposition)[1]
+        if "filename" in params or params.get("name", "").casefold() not in names:
+            continue
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        elif content.endswith(b"\n"):
+            content = content[:-1]
+        yield decode_text(content, part_charset)
+
+
+def json_values(body: bytes, keys: Collection[str], charset: str = "utf-8") -> Iterator[str]:
+    """String values under the wanted keys, at any depth, of a JSON body."""
+    try:
+        document = json.loads(decode_text(body, charset))
+    except (ValueError, RecursionError):
+        return
+    yield from _walk_json(document, keys, depth=0)
+
+
+def _walk_json(node: Any, keys: Collection[str], depth: int) -> Iterator[str]:
+    if depth > 32:  # deeper nesting is no search form; stop before recursion limits
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and key.casefold() in keys:
+                yield from _strings(value)
+            yield from _walk_json(value, keys, depth + 1)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk_json(item, keys, depth + 1)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        yield from (item for item in value if isinstance(item, str))

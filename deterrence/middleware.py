@@ -1,0 +1,299 @@
+"""``DeterrenceMiddleware``: pure ASGI middleware in front of a search.
+
+For a request to a configured search path it finds the query text (query
+string, form, multipart and JSON bodies), matches it, and then:
+
+- ``block``: answers with the warning page itself (HTML, or JSON for clients
+  that ask for it); the app never sees the request;
+- ``warn``: passes the request on with the decision in
+  ``scope["state"]["deterrence"]`` (see :func:`warning_banner`);
+- ``count``: passes it on untouched, counting only.
+
+Everything else — other paths, websockets, lifespan — passes straight through,
+except the routes deterrence serves itself under ``settings.prefix`` and the
+metrics route. A body the middleware read is replayed to the app byte for byte.
+
+The query never leaves this module: it is not logged, counted, put in a header
+or shown on the page, and access-log lines of inspected requests are redacted
+(:mod:`deterrence.logs`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from markupsafe import Markup
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deterrence import extract
+from deterrence.lists import SEVERITY
+from deterrence.logs import install_access_log_redaction
+from deterrence.matcher import Match, Matcher
+from deterrence.metrics import NO_VARIANT, Recorder
+from deterrence.pages import WarningPages
+from deterrence.settings import Settings
+
+logger = logging.getLogger("deterrence")
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What deterrence decided about a request the app still handles (``warn``
+    or ``count``). ``match`` says why; it never holds the query text."""
+
+    action: str
+    match: Match | None
+    variant: str
+    _pages: WarningPages = field(repr=False)
+    _headers: Headers = field(repr=False)
+
+    def banner_html(self) -> Markup:
+        """The warning banner to show above the results (empty unless ``warn``)."""
+        if self.action != "warn":
+            return Markup("")
+        return self._pages.banner_html(self._headers, self.match, self.variant)
+
+
+def decision_of(scope_or_request: Scope | HTTPConnection) -> Decision | None:
+    """The deterrence decision for this request, or None."""
+    scope = (
+        scope_or_request.scope if isinstance(scope_or_request, HTTPConnection) else scope_or_request
+    )
+    state = scope.get("state") or {}
+    decision = state.get("deterrence")
+    return decision if isinstance(decision, Decision) else None
+
+
+def warning_banner(scope_or_request: Scope | HTTPConnection) -> Markup:
+    """HTML for a warning banner above search results when the query matched a
+    ``warn`` list, else empty markup. Use it in a template:
+    ``{{ warning_banner(request) }}``."""
+    decision = decision_of(scope_or_request)
+    return decision.banner_html() if decision is not None else Markup("")
+
+
+class SearchRoutes:
+    """Which paths are searches: exact paths and glob patterns."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.exact = {p: p for p in patterns if not any(c in p for c in "*?[")}
+        self.globs = [
+            (p, re.compile(fnmatch.translate(p))) for p in patterns if p not in self.exact
+        ]
+
+    def route_of(self, path: str) -> str | None:
+        """The configured pattern that ``path`` matches (the metrics label)."""
+        route = self.exact.get(path)
+        if route is not None:
+            return route
+        for pattern, regex in self.globs:
+            if regex.match(path):
+                return pattern
+        return None
+
+
+class DeterrenceMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings | None = None, **overrides: Any) -> None:
+        self.app = app
+        if settings is None:
+            settings = Settings(**overrides)
+        elif overrides:
+            settings = Settings(**{**settings.model_dump(), **overrides})
+        self.settings = settings
+        self.routes = SearchRoutes(settings.search_paths)
+        self.query_params = frozenset(p.casefold() for p in settings.query_params)
+        self.json_keys = frozenset(k.casefold() for k in settings.json_keys)
+        self.prefix = settings.prefix.rstrip("/")
+        self.matcher = Matcher.from_path(settings.lists)
+        self.pages = WarningPages(settings)
+        self.recorder = Recorder(
+            settings,
+            lists=self.matcher.lists,
+            variants=self.pages.variants,
+            locales=self.pages.locales,
+            services=self.pages.service_ids,
+        )
+        self.pages.recorder = self.recorder
+        self.metrics_app = self.recorder.metrics_app
+        self.prefix_routes: dict[str, ASGIApp] = {}
+        if settings.redact_access_log:
+            install_access_log_redaction(self._redacted_path)
+
+    def mount(self, name: str, app: ASGIApp) -> None:
+        """Serve ``app`` at ``{prefix}/{name}`` (dashboard, admin …)."""
+        self.prefix_routes[name] = app
+
+    def _redacted_path(self, path: str) -> bool:
+        return self.routes.route_of(path) is not None or path.startswith(self.prefix + "/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith(self.prefix + "/"):
+            name = path[len(self.prefix) + 1 :].split("/", 1)[0]
+            await self.prefix_routes.get(name, self.pages.app)(scope, receive, send)
+            return
+        if self.settings.metrics_path and path == self.settings.metrics_path:
+            await self.metrics_app(scope, receive, send)
+            return
+        route = self.routes.route_of(path)
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        await self._inspect(scope, receive, send, route)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.recorder.start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.recorder.stop()
+            return message
+
+        return wrapped
+
+    async def _inspect(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+        headers = Headers(scope=scope)
+        body_messages: list[Message] = []
+        texts = list(self._query_texts(scope))
+        if scope["method"] in _BODY_METHODS and self.settings.inspect_bodies:
+            body, body_messages = await self._read_body(receive, headers)
+            if body is not None:
+                texts.extend(self._body_texts(body, headers))
+        self.recorder.inspected(route)
+        match, failed = self._match_all(texts)
+        replay = _replaying(body_messages, receive)
+        if failed and self.settings.on_error == "closed":
+            await self._block(scope, replay, send, headers, None)
+            return
+        if match is None:
+            await self.app(scope, replay, send)
+            return
+        if match.action == "block":
+            await self._block(scope, replay, send, headers, match)
+            return
+        variant = self.pages.choose_variant() if match.action == "warn" else NO_VARIANT
+        self.recorder.intervention(
+            list_id=match.list_id, category=match.category, action=match.action, variant=variant
+        )
+        decision = Decision(match.action, match, variant, self.pages, headers)
+        scope.setdefault("state", {})["deterrence"] = decision
+        await self.app(scope, replay, send)
+
+    async def _block(
+        self, scope: Scope, receive: Receive, send: Send, headers: Headers, match: Match | None
+    ) -> None:
+        variant = self.pages.choose_variant()
+        if match is not None:
+            self.recorder.intervention(
+                list_id=match.list_id, category=match.category, action="block", variant=variant
+            )
+        response = self.pages.block_response(headers, match, variant, self.settings.block_status)
+        await response(scope, receive, send)
+
+    def _query_texts(self, scope: Scope) -> Iterator[str]:
+        yield from extract.form_values(scope.get("query_string", b""), self.query_params)
+
+    def _body_texts(self, body: bytes, headers: Headers) -> Iterator[str]:
+        media, params = extract.content_type(headers.get("content-type"))
+        charset = extract.charset_of(params)
+        if media == _FORM:
+            yield from extract.form_values(body, self.query_params, charset)
+        elif media == _MULTIPART:
+            yield from extract.multipart_values(
+                body, params.get("boundary", ""), self.query_params, charset
+            )
+        elif media == "application/json" or media.endswith("+json"):
+            yield from extract.json_values(body, self.json_keys, charset)
+
+    async def _read_body(
+        self, receive: Receive, headers: Headers
+    ) -> tuple[bytes | None, list[Message]]:
+        """Read the body up to the cap. Returns (body or None if too large or
+        not inspectable, the messages read so far for replay)."""
+        media, _ = extract.content_type(headers.get("content-type"))
+        if media not in (_FORM, _MULTIPART, "application/json") and not media.endswith("+json"):
+            return None, []
+        limit = self.settings.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            self.recorder.error("body_too_large")
+            return None, []
+        messages: list[Message] = []
+        size = 0
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return None, messages  # client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > limit:
+                self.recorder.error("body_too_large")
+                return None, messages
+            if not message.get("more_body", False):
+                return b"".join(chunks), messages
+
+    def _match_all(self, texts: list[str]) -> tuple[Match | None, bool]:
+        """The most severe match over every inspected text, and whether
+        matching failed (an exception, counted; see ``settings.on_error``)."""
+        best: Match | None = None
+        failed = False
+        limit = self.settings.max_query_chars
+        started = time.perf_counter()
+        for text in texts:
+            if len(text) > limit:
+                self.recorder.error("query_too_long")
+                text = text[:limit]
+            try:
+                match = self.matcher.match(text)
+            except Exception as exc:
+                # The exception's type only: its message could quote the query.
+                logger.error(
+                    "matching failed with %s; on_error=%s",
+                    type(exc).__name__,
+                    self.settings.on_error,
+                )
+                self.recorder.error("match_exception")
+                failed = True
+                continue
+            if match is not None and (
+                best is None or SEVERITY[match.action] > SEVERITY[best.action]
+            ):
+                best = match
+        self.recorder.observe_match(time.perf_counter() - started)
+        return best, failed
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that first returns the messages already read, then the rest."""
+    if not messages:
+        return receive
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
