@@ -89,6 +89,23 @@ class Settings(BaseSettings):
     """Poll list files for changes every N seconds; 0 disables polling."""
     redact_access_log: bool = True
 
+    # --- reverse proxy (`deterrence proxy`) ---------------------------------
+    upstream: str | None = None
+    """The site behind ``deterrence proxy`` (``http://127.0.0.1:8080``)."""
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    """Addresses or CIDR networks (``"*"`` for any) whose ``X-Forwarded-*`` headers
+    the proxy believes and extends; from anyone else they are replaced."""
+    upstream_preserve_host: bool = False
+    """Send the client's ``Host`` upstream instead of the upstream's own."""
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 60.0
+    """Longest silence while waiting for the upstream's answer or its next bytes."""
+    upstream_write_timeout: float = 60.0
+    """Longest wait for the upstream to accept the next piece of a request body."""
+    upstream_pool_timeout: float = 5.0
+    """Longest wait for a free connection when all ``upstream_max_connections`` are busy."""
+    upstream_max_connections: int = 100
+
     def resolved_help_services_path(self) -> Path:
         return self.help_services_path or self.pages_dir / "help_services.toml"
 

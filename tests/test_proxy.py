@@ -1,0 +1,547 @@
+"""The reverse proxy against a real upstream: both run as real uvicorn servers on
+127.0.0.1, and faults the upstream cannot be asked to make politely (resets, a peer
+that never reads) come from small raw-socket servers."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import httpx2
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from deterrence.proxy import ProxyApp, TrustedProxies
+
+MB = 1024 * 1024
+CHUNK = b"z" * (64 * 1024)
+
+
+# --- servers -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(app: Any, **config: Any) -> Iterator[str]:
+    """A real uvicorn server in a background thread; yields its base URL. The
+    proxy's servers run with ``proxy_headers=False`` like ``deterrence proxy`` does,
+    so uvicorn does not rewrite the client address from X-Forwarded-For itself."""
+    port = free_port()
+    options: dict[str, Any] = {"log_level": "warning", "proxy_headers": False, **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+class Upstream:
+    """The site behind the proxy; remembers what it saw."""
+
+    def __init__(self) -> None:
+        self.big_finished = threading.Event()
+        self.upload_first_chunk_at: float | None = None
+        self.gzip_body = gzip.compress(b"compressible search results " * 2000)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/big":
+            await self.big(scope, send)
+        elif path == "/upload":
+            await self.upload(receive, send)
+        elif path == "/gzip":
+            headers = [(b"content-type", b"text/plain"), (b"content-encoding", b"gzip")]
+            await respond(send, self.gzip_body, headers=headers)
+        elif path == "/login":
+            await respond(send, b"hi", headers=[(b"set-cookie", b"session=secret-a; Path=/")])
+        elif path == "/slow":
+            await asyncio.sleep(3)
+            await respond(send, b"late")
+        elif path == "/slow-body":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"first", "more_body": True})
+            await asyncio.sleep(3)
+            await send({"type": "http.response.body", "body": b"late"})
+        elif path == "/hop":
+            headers = [
+                (b"connection", b"x-upstream-hop"),
+                (b"x-upstream-hop", b"1"),
+                (b"keep-alive", b"timeout=5"),
+                (b"proxy-authenticate", b"Basic"),
+                (b"trailer", b"x-checksum"),
+                (b"x-end-to-end", b"kept"),
+            ]
+            await respond(send, b"hop", headers=headers)
+        elif path == "/redirect":
+            location = f"http://{header(scope, b'host')}/landed?x=1".encode()
+            await respond(send, b"", status=302, headers=[(b"location", location)])
+        else:
+            await self.echo(scope, receive, send)
+
+    async def echo(self, scope: Scope, receive: Receive, send: Send) -> None:
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        seen = {
+            "method": scope["method"],
+            "raw_path": scope["raw_path"].decode("latin-1"),
+            "query_string": scope["query_string"].decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+            "client_port": scope["client"][1],
+            "body_bytes": size,
+        }
+        await respond(
+            send, json.dumps(seen).encode(), headers=[(b"content-type", b"application/json")]
+        )
+
+    async def big(self, scope: Scope, send: Send) -> None:
+        megabytes = int(scope["query_string"].decode().partition("=")[2] or 50)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(megabytes * MB // len(CHUNK)):
+            await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        self.big_finished.set()
+
+    async def upload(self, receive: Receive, send: Send) -> None:
+        size = 0
+        while True:
+            message = await receive()
+            if message.get("body") and self.upload_first_chunk_at is None:
+                self.upload_first_chunk_at = time.monotonic()
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await respond(send, str(size).encode())
+
+
+def header(scope: Scope, name: bytes) -> str:
+    return next(v.decode() for k, v in scope["headers"] if k == name)
+
+
+async def respond(
+    send: Send, body: bytes, *, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [*(headers or []), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, kind: str) -> None:
+        self.errors.append(kind)
+
+
+@contextmanager
+def raw_upstream(behaviour: str) -> Iterator[str]:
+    """A one-connection-at-a-time TCP server that misbehaves on purpose:
+    ``reset`` reads the request and resets the connection; ``reset-mid-body`` starts
+    a response and resets half-way; ``never-read`` accepts and then does nothing."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def reset(conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            if behaviour == "never-read":
+                held.append(conn)
+                continue
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            if behaviour == "reset-mid-body":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"y" * 1000)
+                time.sleep(0.3)
+            reset(conn)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[Upstream, str]]:
+    app = Upstream()
+    with serve(app) as url:
+        yield app, url
+
+
+@contextmanager
+def proxy_to(target: str, **options: Any) -> Iterator[tuple[str, Recorder]]:
+    recorder = Recorder()
+    app = ProxyApp(target, recorder=recorder, **options)
+    with serve(app) as url:
+        yield url, recorder
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: tuple[Upstream, str]) -> Iterator[str]:
+    with proxy_to(upstream[1]) as (url, _):
+        yield url
+
+
+def client() -> httpx2.Client:
+    return httpx2.Client(trust_env=False, timeout=30)
+
+
+def seen_headers(response: httpx2.Response) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for key, value in response.json()["headers"]:
+        result.setdefault(key, []).append(value)
+    return result
+
+
+# --- trust ---------------------------------------------------------------------------
+
+
+def test_trusted_proxies_accept_addresses_networks_and_star() -> None:
+    trusted = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "::1"])
+    assert "127.0.0.1" in trusted
+    assert "10.20.30.40" in trusted
+    assert "::1" in trusted
+    assert "127.0.0.2" not in trusted
+    assert "not-an-address" not in trusted
+    assert None not in trusted
+    assert "192.0.2.1" in TrustedProxies(["*"])
+
+
+# --- forwarding ------------------------------------------------------------------------
+
+
+def test_request_arrives_unchanged_with_method_path_query_and_body(proxy: str) -> None:
+    with client() as http:
+        response = http.post(
+            f"{proxy}/a%2Fb/c%20d?q=one+two&q=%C3%A9&empty=",
+            content=b"x" * 1234,
+            headers={"Content-Type": "application/octet-stream", "X-Custom": "kept"},
+        )
+    assert response.status_code == 200
+    seen = response.json()
+    assert seen["method"] == "POST"
+    assert seen["raw_path"] == "/a%2Fb/c%20d"
+    assert seen["query_string"] == "q=one+two&q=%C3%A9&empty="
+    assert seen["body_bytes"] == 1234
+    headers = seen_headers(response)
+    assert headers["x-custom"] == ["kept"]
+    assert headers["content-type"] == ["application/octet-stream"]
+
+
+def test_host_is_the_upstream_and_the_public_host_is_forwarded(
+    upstream: tuple[Upstream, str], proxy: str
+) -> None:
+    with client() as http:
+        response = http.get(f"{proxy}/echo", headers={"Host": "search.example"})
+    headers = seen_headers(response)
+    assert headers["host"] == [upstream[1].removeprefix("http://")]
+    assert headers["x-forwarded-host"] == ["search.example"]
+    assert headers["x-forwarded-proto"] == ["http"]
+
+
+def test_preserve_host_sends_the_public_host(upstream: tuple[Upstream, str]) -> None:
+    with proxy_to(upstream[1], preserve_host=True) as (url, _), client() as http:
+        response = http.get(f"{url}/echo", headers={"Host": "search.example"})
+    assert seen_headers(response)["host"] == ["search.example"]
+
+
+def test_client_headers_are_not_supplemented(proxy: str) -> None:
+    """No Accept-Encoding, User-Agent or Accept of the proxy's own reaches the upstream."""
+    with socket.create_connection(("127.0.0.1", int(proxy.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: bare.example\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    seen = json.loads(raw.partition(b"\r\n\r\n")[2])
+    names = {key for key, _ in seen["headers"]}
+    assert names == {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+
+
+def test_hop_by_hop_request_headers_are_removed(proxy: str) -> None:
+    with client() as http:
+        response = http.get(
+            f"{proxy}/echo",
+            headers={
+                "Connection": "keep-alive, X-Client-Hop",
+                "X-Client-Hop": "secret",
+                "Keep-Alive": "timeout=5",
+                "TE": "trailers",
+                "Trailer": "x-sum",
+                "Proxy-Authorization": "Basic Zm9vOmJhcg==",
+                "Proxy-Connection": "keep-alive",
+                "X-End-To-End": "kept",
+            },
+        )
+    headers = seen_headers(response)
+    for name in ("x-client-hop", "keep-alive", "te", "trailer", "proxy-authorization"):
+        assert name not in headers, name
+    assert "proxy-connection" not in headers
+    assert headers.get("connection", []) in ([], ["keep-alive"])  # the proxy's own hop
+    assert headers["x-end-to-end"] == ["kept"]
+
+
+def test_hop_by_hop_response_headers_are_removed(proxy: str) -> None:
+    with client() as http:
+        response = http.get(f"{proxy}/hop")
+    assert response.text == "hop"
+    for name in ("x-upstream-hop", "keep-alive", "proxy-authenticate", "trailer"):
+        assert name not in response.headers, name
+    assert response.headers["x-end-to-end"] == "kept"
+
+
+def test_upstream_redirect_to_itself_becomes_a_path(proxy: str) -> None:
+    with client() as http:
+        response = http.get(f"{proxy}/redirect")
+    assert response.status_code == 302
+    assert response.headers["location"] == "/landed?x=1"
+
+
+def test_connections_to_the_upstream_are_reused(proxy: str) -> None:
+    with client() as http:
+        ports = {http.get(f"{proxy}/echo").json()["client_port"] for _ in range(5)}
+    assert len(ports) == 1
+
+
+# --- X-Forwarded-* trust ------------------------------------------------------------
+
+
+def test_untrusted_client_forwarded_headers_are_replaced(upstream: tuple[Upstream, str]) -> None:
+    with proxy_to(upstream[1], trusted_proxies=["10.0.0.0/8"]) as (url, _), client() as http:
+        response = http.get(
+            f"{url}/echo",
+            headers={
+                "Host": "public.example",
+                "X-Forwarded-For": "203.0.113.7",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "spoofed.example",
+                "X-Forwarded-Prefix": "/spoofed",
+                "Forwarded": "for=203.0.113.7",
+            },
+        )
+    headers = seen_headers(response)
+    assert headers["x-forwarded-for"] == ["127.0.0.1"]
+    assert headers["x-forwarded-proto"] == ["http"]
+    assert headers["x-forwarded-host"] == ["public.example"]
+    assert "x-forwarded-prefix" not in headers
+    assert "forwarded" not in headers
+
+
+def test_trusted_proxy_forwarded_headers_are_extended(upstream: tuple[Upstream, str]) -> None:
+    with proxy_to(upstream[1], trusted_proxies=["127.0.0.0/8"]) as (url, _), client() as http:
+        response = http.get(
+            f"{url}/echo",
+            headers={
+                "Host": "internal.example",
+                "X-Forwarded-For": "203.0.113.7, 198.51.100.2",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "public.example",
+            },
+        )
+    headers = seen_headers(response)
+    assert headers["x-forwarded-for"] == ["203.0.113.7, 198.51.100.2, 127.0.0.1"]
+    assert headers["x-forwarded-proto"] == ["https"]
+    assert headers["x-forwarded-host"] == ["public.example"]
+
+
+# --- bodies ------------------------------------------------------------------------------
+
+
+def test_large_download_streams_before_the_upstream_finishes(
+    upstream: tuple[Upstream, str], proxy: str
+) -> None:
+    app, _ = upstream
+    app.big_finished.clear()
+    with client() as http, http.stream("GET", f"{proxy}/big?mb=50") as response:
+        chunks = response.iter_raw()
+        first = next(chunks)
+        # 50 MB cannot fit in socket buffers: if the proxy buffered the body, the
+        # upstream would have finished before the first byte reached us.
+        assert first
+        assert not app.big_finished.is_set()
+        total = len(first) + sum(len(chunk) for chunk in chunks)
+    assert total == 50 * MB
+    assert app.big_finished.wait(5)
+
+
+def test_large_upload_streams_before_the_client_finishes(
+    upstream: tuple[Upstream, str], proxy: str
+) -> None:
+    app, _ = upstream
+    app.upload_first_chunk_at = None
+    finished_sending: list[float] = []
+
+    def body() -> Iterator[bytes]:
+        for _ in range(50 * MB // len(CHUNK)):
+            yield CHUNK
+        finished_sending.append(time.monotonic())
+
+    with client() as http:
+        response = http.post(f"{proxy}/upload", content=body())  # chunked, no length
+    assert response.text == str(50 * MB)
+    assert app.upload_first_chunk_at is not None
+    assert app.upload_first_chunk_at < finished_sending[0]
+
+
+def test_gzip_passes_through_undecoded(upstream: tuple[Upstream, str], proxy: str) -> None:
+    with client() as http:
+        with http.stream("GET", f"{proxy}/gzip", headers={"Accept-Encoding": "gzip"}) as response:
+            raw = b"".join(response.iter_raw())
+        echoed = http.get(f"{proxy}/echo", headers={"Accept-Encoding": "gzip, br"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert int(response.headers["content-length"]) == len(upstream[0].gzip_body)
+    assert raw == upstream[0].gzip_body  # the compressed bytes, not decoded and re-encoded
+    assert seen_headers(echoed)["accept-encoding"] == ["gzip, br"]
+
+
+# --- cookies ---------------------------------------------------------------------------
+
+
+def test_cookies_are_never_shared_between_clients(proxy: str) -> None:
+    with client() as alice, client() as bob:
+        login = alice.get(f"{proxy}/login")
+        assert login.headers["set-cookie"].startswith("session=secret-a")
+        alice_seen = seen_headers(alice.get(f"{proxy}/echo"))
+        bob_seen = seen_headers(bob.get(f"{proxy}/echo"))
+    assert alice_seen["cookie"] == ["session=secret-a"]
+    assert "cookie" not in bob_seen
+
+
+# --- failures --------------------------------------------------------------------------
+
+
+def assert_error_page(response: httpx2.Response, status: int) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-robots-tag"] == "noindex"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "Traceback" not in response.text
+    assert "<h1>" in response.text
+
+
+def test_upstream_down_is_a_502_page() -> None:
+    with proxy_to(f"http://127.0.0.1:{free_port()}") as (url, recorder), client() as http:
+        response = http.get(f"{url}/search?q=anything")
+    assert_error_page(response, 502)
+    assert "anything" not in response.text
+    assert recorder.errors == ["upstream_connect"]
+
+
+def test_slow_upstream_is_a_504_page(upstream: tuple[Upstream, str]) -> None:
+    with proxy_to(upstream[1], read_timeout=0.5) as (url, recorder), client() as http:
+        started = time.monotonic()
+        response = http.get(f"{url}/slow")
+        elapsed = time.monotonic() - started
+    assert_error_page(response, 504)
+    assert elapsed < 2.5
+    assert recorder.errors == ["upstream_timeout"]
+
+
+def test_upstream_silent_mid_body_cuts_the_response(upstream: tuple[Upstream, str]) -> None:
+    with (
+        proxy_to(upstream[1], read_timeout=0.5) as (url, recorder),
+        client() as http,
+        pytest.raises(httpx2.HTTPError),  # an incomplete chunked body
+    ):
+        http.get(f"{url}/slow-body")
+    assert recorder.errors == ["upstream_timeout"]
+
+
+def test_upstream_reset_is_a_502_page() -> None:
+    with raw_upstream("reset") as target, proxy_to(target) as (url, recorder), client() as http:
+        response = http.get(f"{url}/anything")
+    assert_error_page(response, 502)
+    assert recorder.errors == ["upstream_reset"]
+
+
+def test_upstream_reset_mid_body_cuts_the_response() -> None:
+    with (
+        raw_upstream("reset-mid-body") as target,
+        proxy_to(target) as (url, recorder),
+        client() as http,
+        pytest.raises(httpx2.HTTPError),
+    ):
+        http.get(f"{url}/anything")
+    deadline = time.monotonic() + 5
+    while not recorder.errors and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert recorder.errors == ["upstream_reset"]
+
+
+def test_upstream_that_never_reads_the_body_is_a_504() -> None:
+    """aiohttp has no write timeout of its own; the proxy's must fire."""
+    with (
+        raw_upstream("never-read") as target,
+        proxy_to(target, write_timeout=1.0, read_timeout=30) as (url, recorder),
+    ):
+        port = int(url.rsplit(":", 1)[1])
+        total = 200 * MB
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        sock.send(f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n".encode())
+        received = b""
+        sent = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 20 and b"\r\n\r\n" not in received:
+            readable, writable, _ = select.select([sock], [sock] if sent < total else [], [], 0.1)
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                received += data
+            elif writable:
+                with suppress(BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    sent += sock.send(CHUNK)
+        sock.close()
+    assert received.startswith(b"HTTP/1.1 504 "), received[:200]
+    assert sent < total
+    assert recorder.errors == ["upstream_timeout"]
