@@ -356,7 +356,13 @@ def _merge_spaced(words: list[_RawWord], separators: list[str]) -> None:
 
 
 def _is_single(word: _RawWord) -> bool:
-    return len(word.chars) == 1 and word.chars[0].kind in (LETTER, DIGIT)
+    """True when the word reads as one character (``a``, ``aa``, ``4``): decided
+    on the reading, so that canonical output never holds a run that step 7
+    would join on a second pass."""
+    if len(word.chars) > 8 or word.chars[0].kind == SYMBOL:
+        return False
+    token = _readings(word)
+    return token is not None and len(token.text) == 1
 
 
 def tokenize(query: str) -> list[Token]:

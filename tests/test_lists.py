@@ -1,0 +1,130 @@
+"""The list file format (DESIGN §3): loading, validation and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deterrence.lists import ListError, load_lists
+from deterrence.resources import KEYWORD_LISTS_DIR
+
+GOOD = """
+id = "placeholder"
+category = "testing"
+action = "warn"
+name = "Placeholder list"
+version = "1"
+languages = ["en"]
+terms = ["zorblax", { term = "quendrific", fuzzy = false }, { term = "flarn", substring = true }]
+allow = ["report zorblax"]
+
+[[rules]]
+id = "pair"
+all_of = [["glimp"], ["tozzle", "vorn"]]
+
+[tests]
+match = ["zorblax"]
+no_match = ["report zorblax"]
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_full_toml_list_loads(tmp_path: Path) -> None:
+    (term_list,) = load_lists([write(tmp_path, "a.toml", GOOD)])
+    assert term_list.id == "placeholder"
+    assert term_list.action == "warn"
+    assert [t.text for t in term_list.terms] == ["zorblax", "quendrific", "flarn"]
+    assert term_list.terms[1].fuzzy is False
+    assert term_list.terms[2].substring is True
+    assert term_list.rules[0].all_of == (("glimp",), ("tozzle", "vorn"))
+    assert term_list.tests_match == ("zorblax",)
+
+
+def test_a_text_list_takes_its_id_from_the_file_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "invented-words.txt", "# comment\nzorblax\n\nquendrific  # note\n")
+    (term_list,) = load_lists([path])
+    assert (term_list.id, term_list.category, term_list.action) == (
+        "invented-words",
+        "invented-words",
+        "block",
+    )
+    assert [(t.text, t.line) for t in term_list.terms] == [("zorblax", 2), ("quendrific", 4)]
+
+
+def test_a_directory_loads_every_list_sorted_by_name(tmp_path: Path) -> None:
+    write(tmp_path, "b.txt", "zorblax\n")
+    write(tmp_path, "a.toml", GOOD)
+    write(tmp_path, "notes.md", "ignored")
+    assert [lst.id for lst in load_lists([tmp_path])] == ["placeholder", "b"]
+
+
+def test_the_shipped_lists_load() -> None:
+    assert {lst.id for lst in load_lists([KEYWORD_LISTS_DIR])} == {"demo-generic", "demo-warn"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'id = "x"\ncategory = "c"\nterms = ["zorblax"]\ncolour = "red"\n',
+            ":4: unknown key(s) colour",
+        ),
+        ('id = "Bad Id"\ncategory = "c"\nterms = ["zorblax"]\n', ":1: id 'Bad Id' must match"),
+        ('category = "c"\nterms = ["zorblax"]\n', "missing required key 'id'"),
+        ('id = "x"\ncategory = "c"\naction = "ban"\nterms = ["zorblax"]\n', ":3: action must be"),
+        ('id = "x"\ncategory = "c"\n', "needs at least one term or rule"),
+        ('id = "x"\ncategory = "c"\nterms = [""]\n', "empty term"),
+        ('id = "x"\ncategory = "c"\nterms = ["z!"]\n', "fewer than 2 characters"),
+        (
+            'id = "x"\ncategory = "c"\nterms = [{ term = "zorblax", fuzz = true }]\n',
+            "unknown key(s) fuzz",
+        ),
+        ('id = "x"\ncategory = "c"\nterms = [\n', "invalid TOML"),
+        (
+            'id = "x"\ncategory = "c"\nterms = ["zorblax"]\n[[rules]]\nid = "r"\nall_of = []\n',
+            "all_of must be",
+        ),
+    ],
+)
+def test_each_kind_of_broken_list_names_the_file_and_problem(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, "broken.toml", text)
+    with pytest.raises(ListError) as error:
+        load_lists([path])
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"zorblax\nquen\xffdrific\n")
+    with pytest.raises(ListError, match=r"bad.txt:2: not valid UTF-8"):
+        load_lists([path])
+
+
+def test_duplicate_ids_fail_and_loading_never_half_succeeds(tmp_path: Path) -> None:
+    write(tmp_path, "a.toml", GOOD)
+    write(tmp_path, "b.toml", GOOD)
+    write(tmp_path, "c.txt", "zorblax\n")
+    with pytest.raises(ListError, match="duplicate list id 'placeholder'"):
+        load_lists([tmp_path])
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    write(tmp_path, "a.toml", 'id = "x"\ncategory = "c"\naction = "ban"\nterms = [""]\n')
+    write(tmp_path, "b.txt", "z\n")
+    with pytest.raises(ListError) as error:
+        load_lists([tmp_path])
+    assert len(error.value.problems) == 3
+
+
+def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ListError, match="no such file"):
+        load_lists([tmp_path / "nope.toml"])

@@ -1,0 +1,137 @@
+"""Matching rules (DESIGN §4) and the Match explanation. The full evasion
+matrix with recall figures is in test_quality.py."""
+
+from __future__ import annotations
+
+import threading
+
+from deterrence.lists import Rule, Term, TermList
+from deterrence.matcher import Matcher, allowance
+
+
+def make(**fields: object) -> TermList:
+    base: dict[str, object] = {"id": "invented", "category": "testing"}
+    base.update(fields)
+    return TermList(**base)  # type: ignore[arg-type]
+
+
+MATCHER = Matcher(
+    [
+        make(
+            terms=(
+                Term("zorblax", True),
+                Term("lime", True),
+                Term("quendrific mirvel", True),
+                Term("tozzlewick", False),
+                Term("flarn", True, substring=True),
+                Term("中文字", True),
+                Term("хорошо", True),
+            ),
+            allow=("report zorblax",),
+            rules=(Rule("pair", (("glimp", "vornish"), ("archive",))),),
+        )
+    ]
+)
+
+
+def term_of(query: str) -> str | None:
+    match = MATCHER.match(query)
+    return None if match is None else (match.term or f"rule:{match.rule}")
+
+
+def test_allowance_by_length() -> None:
+    assert [allowance(n) for n in (2, 4, 5, 8, 9, 14)] == [0, 0, 1, 1, 2, 2]
+
+
+def test_word_boundaries() -> None:
+    assert term_of("lime") == "lime"
+    assert term_of("fresh lime juice") == "lime"
+    assert term_of("sublime") is None
+    assert term_of("limes") is None  # 4 letters: exact only
+    assert term_of("lame") is None
+
+
+def test_substring_terms_match_inside_words() -> None:
+    assert term_of("superflarnish") == "flarn"
+
+
+def test_misspellings_within_the_allowance() -> None:
+    assert term_of("zorblx") == "zorblax"  # deletion
+    assert term_of("zorbalx") == "zorblax"  # transposition
+    assert term_of("zorblaxs") == "zorblax"  # plural
+    assert term_of("zurblix") is None  # two edits in a 7-letter word
+    assert term_of("quendrifcc mirvl") == "quendrific mirvel"  # each word on its own allowance
+
+
+def test_fuzzy_false_terms_must_be_exact() -> None:
+    assert term_of("tozzlewick") == "tozzlewick"
+    assert term_of("tozzlewik") is None
+
+
+def test_phrases_match_adjacent_and_joined() -> None:
+    assert term_of("quendrific mirvel") == "quendrific mirvel"
+    assert term_of("quendrificmirvel") == "quendrific mirvel"
+    assert term_of("quendrific-mirvel") == "quendrific mirvel"
+    assert term_of("quendrific big mirvel") is None
+    assert term_of("mirvel quendrific") is None
+
+
+def test_no_space_scripts_and_cyrillic() -> None:
+    assert term_of("我要中文字看") == "中文字"
+    assert term_of("хорошо") == "хорошо"
+
+
+def test_allow_phrases_cancel_overlapping_matches() -> None:
+    assert term_of("how to report zorblax") is None
+    assert term_of("report zorblax and zorblax") == "zorblax"
+
+
+def test_rules_need_every_group() -> None:
+    assert term_of("the vornish archive") == "rule:pair"
+    assert term_of("archive of glimp") == "rule:pair"
+    assert term_of("vornish glimp") is None
+
+
+def test_most_severe_action_wins_and_every_hit_is_reported() -> None:
+    matcher = Matcher(
+        [
+            make(id="counted", action="count", terms=(Term("zorblax", True),)),
+            make(id="blocked", action="block", terms=(Term("zorblax", True),)),
+            make(id="warned", action="warn", terms=(Term("zorblax", True),)),
+        ]
+    )
+    match = matcher.match("zorblax")
+    assert match is not None
+    assert (match.action, match.list_id) == ("block", "blocked")
+    assert [hit.list_id for hit in match.hits] == ["blocked", "warned", "counted"]
+
+
+def test_a_match_explains_its_transforms() -> None:
+    match = MATCHER.match("Z0RBL4X")
+    assert match is not None
+    assert set(match.transforms) == {"case", "leet"}
+    assert match.explain()["term"] == "zorblax"
+    fuzzy = MATCHER.match("zorblx")
+    assert fuzzy is not None and fuzzy.distance == 1 and "edit_distance" in fuzzy.transforms
+
+
+def test_empty_lists_and_empty_queries() -> None:
+    assert Matcher([]).match("zorblax") is None
+    assert MATCHER.match("") is None
+    assert MATCHER.match("   \u200b  ") is None
+
+
+def test_a_matcher_is_shared_safely_across_threads() -> None:
+    queries = ["zorblax", "weather", "quendrificmirvel", "sublime"] * 200
+    expected = [term_of(q) for q in queries]
+    results: list[list[str | None]] = []
+
+    def work() -> None:
+        results.append([term_of(q) for q in queries])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 4

@@ -1,0 +1,88 @@
+"""Canonicalization (DESIGN §4 steps 1-8), one behaviour per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from deterrence.text import canonical_text, canonicalize, term_words, tokenize, transform_names
+
+
+@pytest.mark.parametrize(
+    ("query", "canonical", "transform"),
+    [
+        ("ZorBlax", "zorblax", "case"),
+        ("ｚｏｒｂｌａｘ", "zorblax", "compatibility"),
+        ("𝐳𝐨𝐫𝐛𝐥𝐚𝐱", "zorblax", "compatibility"),
+        ("zor\u200bbl\u2060ax\ufeff", "zorblax", "invisible"),
+        ("zor\u00adblax", "zorblax", "invisible"),
+        ("zor\u202eblax", "zorblax", "invisible"),
+        ("zör\u0301blàx", "zorblax", "diacritics"),
+        ("zоrblах", "zorblax", "lookalike"),  # Cyrillic о and х
+        ("zοrblαx", "zorblax", "lookalike"),  # Greek ο and α
+        ("z0rbl4x", "zorblax", "leet"),
+        ("z@rb|ax", "zarblax", "leet"),
+        ("z o r b l a x", "zorblax", "spacing"),
+        ("z.o.r.b.l.a.x", "zorblax", "spacing"),
+        ("zorrrblaaax", "zorblax", "repeats"),
+    ],
+)
+def test_each_step_reads_through_its_evasion(query: str, canonical: str, transform: str) -> None:
+    text = canonical_text(query)
+    assert text.text == canonical
+    assert transform in transform_names(text.flags)
+
+
+def test_numbers_stay_numbers() -> None:
+    assert canonicalize("1984 2001") == "1984 2001"
+
+
+def test_wholly_cyrillic_word_stays_cyrillic_with_a_latin_alternative() -> None:
+    (token,) = tokenize("дом")  # д has no Latin look-alike
+    assert (token.text, token.alternatives) == ("дом", ())
+    (token,) = tokenize("сосо")  # every letter looks Latin
+    assert token.text == "сосо"
+    assert [alt for alt, _ in token.alternatives] == ["coco"]
+
+
+def test_lone_punctuation_between_letters_is_a_weak_join() -> None:
+    text = canonical_text("zor-blax")
+    assert text.text == "zorblax"
+    assert {0, 3, 7} <= text.boundaries
+
+
+def test_two_punctuation_marks_separate() -> None:
+    assert canonicalize("zor--blax") == "zor blax"
+
+
+def test_spaced_letters_keep_their_boundaries() -> None:
+    text = canonical_text("a z o r b l a x")
+    assert text.text == "azorblax"
+    assert 1 in text.boundaries
+
+
+def test_symbols_at_word_edges_are_read_both_ways() -> None:
+    (token,) = tokenize("zorblax!")
+    assert token.text == "zorblax"
+    assert [alt for alt, _ in token.alternatives] == ["zorblaxi"]
+
+
+def test_scripts_without_spaces_do_not_share_words_with_latin() -> None:
+    assert canonicalize("中文zorblax") == "中文 zorblax"
+
+
+def test_term_words_split_on_weak_joins() -> None:
+    assert term_words("Zor-Blax Mirvel") == ("zor", "blax", "mirvel")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "\x00", "\ud800", "\U0010ffff", "a" * 100_000, "\u0301" * 10, "!!!", "@ $ |"],
+)
+def test_odd_input_never_raises(query: str) -> None:
+    canonical_text(query)
+
+
+def test_canonicalize_is_idempotent_on_examples() -> None:
+    for query in ["Z o r b l a x", "zor-rblax", "aa b c", "x.y.z 1 2 3", "хорошо zоrblах"]:
+        once = canonicalize(query)
+        assert canonicalize(once) == once
