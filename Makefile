@@ -6,8 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the integration and browser tests drive for real.
-APT_PACKAGES := chromium nginx prometheus wrk
-APT_BINARIES := chromium nginx prometheus wrk
+APT_PACKAGES := chromium nginx prometheus wrk caddy
+APT_BINARIES := chromium nginx prometheus wrk caddy
 
 .PHONY: demo test lint typecheck pytest system-deps bench clean
 
@@ -24,7 +24,7 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
 	@# The Debian packages start services on install; the tests run their own instances.
-	@-systemctl stop nginx prometheus >/dev/null 2>&1; pkill -x nginx >/dev/null 2>&1; pkill -x prometheus >/dev/null 2>&1; true
+	@-systemctl stop nginx prometheus caddy >/dev/null 2>&1; pkill -x nginx >/dev/null 2>&1; pkill -x prometheus >/dev/null 2>&1; pkill -x caddy >/dev/null 2>&1; true
 
 demo: $(STAMP)
 	$(BIN)/deterrence demo
