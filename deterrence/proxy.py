@@ -19,6 +19,8 @@ What the proxy does to a request on its way to the upstream:
 * Bodies stream both ways with back-pressure: nothing is buffered whole, and
   ``Content-Encoding`` passes through untouched (the upstream client never decodes).
 * There is no cookie jar: one client's cookies can never reach another's requests.
+* A match of a ``warn`` list adds ``Deterrence-Action: warn`` to the request (the
+  site can show a banner); a client's own ``Deterrence-Action`` is dropped.
 
 When the upstream cannot be reached the client gets a small 502 page, when it is too
 slow a 504 page (never a traceback), each counted through the optional recorder as
@@ -45,6 +47,9 @@ from starlette.responses import HTMLResponse
 from starlette.types import Message, Receive, Scope, Send
 from yarl import URL
 
+from deterrence.middleware import decision_of
+from deterrence.pages import PLAIN_HEADERS
+
 if TYPE_CHECKING:
     from deterrence.settings import Settings
 
@@ -67,28 +72,16 @@ HOP_BY_HOP_HEADERS = frozenset(
 )
 # Request headers the proxy sets itself, or that only make sense between the client
 # and this server (uvicorn answers ``Expect: 100-continue`` when the body is read).
-_REPLACED_REQUEST_HEADERS = frozenset({"host", "expect"})
+# ``Deterrence-Action`` tells the site about a ``warn`` match: only the proxy says so.
+_REPLACED_REQUEST_HEADERS = frozenset({"host", "expect", "deterrence-action"})
 _FORWARDED_PREFIX = "x-forwarded-"
 
-# The error pages follow the warning page's rules (DESIGN §6): nothing from other
-# origins, no caching, no referrer, not indexed.
-ERROR_PAGE_HEADERS = {
-    "cache-control": "no-store",
-    "referrer-policy": "no-referrer",
-    "content-security-policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'none'"
-    ),
-    "x-content-type-options": "nosniff",
-    "x-robots-tag": "noindex",
-}
+# The error pages follow the warning page's rules (DESIGN §6): PLAIN_HEADERS.
 _ERROR_PAGE = """<!doctype html>
 <html lang="en">
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{status} {title}</title>
-<style>body{{font:1.1rem/1.5 system-ui,sans-serif;max-width:34rem;margin:4rem auto;
-padding:0 1rem}}</style>
 <h1>{title}</h1>
 <p>{text}</p>
 """
@@ -394,6 +387,9 @@ class ProxyApp:
         forwarded_host = incoming_host or public_host
         if forwarded_host:
             headers["X-Forwarded-Host"] = forwarded_host
+        decision = decision_of(scope)
+        if decision is not None and decision.action == "warn":
+            headers["Deterrence-Action"] = "warn"  # the site may show a banner
         return headers, has_body
 
     def _response_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -484,4 +480,4 @@ def _error_page(status: int) -> HTMLResponse:
     else:
         title, text = "Bad gateway", "The site cannot be reached right now. Try again later."
     html = _ERROR_PAGE.format(status=status, title=title, text=text)
-    return HTMLResponse(html, status_code=status, headers=ERROR_PAGE_HEADERS)
+    return HTMLResponse(html, status_code=status, headers=PLAIN_HEADERS)

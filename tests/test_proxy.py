@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
+from gateway_support import free_port, serve
 from starlette.types import Receive, Scope, Send
 
 from deterrence.proxy import ProxyApp, TrustedProxies
@@ -28,34 +28,6 @@ CHUNK = b"z" * (64 * 1024)
 
 
 # --- servers -----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serve(app: Any, **config: Any) -> Iterator[str]:
-    """A real uvicorn server in a background thread; yields its base URL. The
-    proxy's servers run with ``proxy_headers=False`` like ``deterrence proxy`` does,
-    so uvicorn does not rewrite the client address from X-Forwarded-For itself."""
-    port = free_port()
-    options: dict[str, Any] = {"log_level": "warning", "proxy_headers": False, **config}
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 class Upstream:
@@ -462,7 +434,7 @@ def assert_error_page(response: httpx2.Response, status: int) -> None:
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["x-robots-tag"] == "noindex"
+    assert response.headers["x-robots-tag"].startswith("noindex")
     assert "default-src 'none'" in response.headers["content-security-policy"]
     assert "Traceback" not in response.text
     assert "<h1>" in response.text

@@ -1,0 +1,308 @@
+"""A decision service for proxies that ask another server whether a request may
+pass: nginx ``auth_request``, Traefik ``forwardAuth``, Caddy ``forward_auth`` and
+Envoy ``ext_authz`` (HTTP service). ``deterrence authz`` serves :class:`AuthzApp`.
+
+Each proxy tells the service about the original request in its own way:
+
+==========  ======================  =============================================
+endpoint    proxy                   original method and URI
+==========  ======================  =============================================
+``/nginx``  nginx ``auth_request``  ``X-Original-Method``, ``X-Original-URI`` (set
+                                    by ``deploy/nginx/deterrence.conf``)
+``/traefik`` Traefik ``forwardAuth`` ``X-Forwarded-Method``, ``X-Forwarded-Uri``
+``/caddy``  Caddy ``forward_auth``  ``X-Forwarded-Method``, ``X-Forwarded-Uri``
+``/envoy``  Envoy ``ext_authz``     the request itself: its method, and its path
+                                    after the ``path_prefix`` ``/envoy``
+==========  ======================  =============================================
+
+The service rebuilds the original request's ASGI scope (method, path, raw path and
+query string; the headers the proxy forwarded, ``Accept-Language`` among them) and
+runs it through :class:`~deterrence.middleware.DeterrenceMiddleware` around an app
+that only notes that the request got through. The middleware does the matching,
+counting and page rendering exactly as it does in a Python site.
+
+Which requests are searches is the proxy's decision: the shipped configurations ask
+only for the search locations, and the service inspects every request it is asked
+about (``search_paths`` still name the metrics ``route`` when they match; other
+paths count as route ``*``). Non-search traffic never reaches the service.
+
+The answers suit each proxy:
+
+* allowed: ``200`` with an empty body (Envoy allows only on exactly 200). A match
+  of a ``warn`` list adds ``Deterrence-Action: warn``, which the shipped configs
+  copy onto the request to the site so it can show a banner.
+* blocked, nginx: ``auth_request`` understands only 2xx, 401 and 403 (anything else
+  becomes a 500), so the answer is an empty ``403`` with ``Deterrence-Variant``;
+  nginx then serves ``{prefix}/warning?v=<variant>`` from this service through
+  ``error_page 403``. The page view is counted there, once.
+* blocked, Traefik, Caddy, Envoy: these return a non-2xx auth answer to the client
+  as it is (status, headers, body), so the answer is the warning page itself with
+  its privacy headers (DESIGN §6). A configured ``block_status`` of 2xx would read
+  as "allowed" to them, so it becomes ``403``.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from starlette.types import Message, Receive, Scope, Send
+
+from deterrence.middleware import Decision, DeterrenceMiddleware, decision_of
+from deterrence.pages import PLAIN_HEADERS, PageRecorder
+from deterrence.settings import Settings
+
+__all__ = ["AuthzApp", "Flavor", "OriginalRequest", "original_request", "rewrite_scope"]
+
+Flavor = Literal["nginx", "traefik", "caddy", "envoy"]
+ENDPOINTS: dict[str, Flavor] = {
+    "/nginx": "nginx",
+    "/traefik": "traefik",
+    "/caddy": "caddy",
+}
+ENVOY_PREFIX = "/envoy"
+INSPECT_EVERY_PATH = "*"
+ACTION_HEADER = "Deterrence-Action"
+VARIANT_HEADER = "Deterrence-Variant"
+BLOCKED_STATUS = 403
+
+_OUTCOME_KEY = "deterrence.authz"
+_HEADERS_BY_FLAVOR: dict[Flavor, tuple[bytes, bytes]] = {
+    "nginx": (b"x-original-method", b"x-original-uri"),
+    "traefik": (b"x-forwarded-method", b"x-forwarded-uri"),
+    "caddy": (b"x-forwarded-method", b"x-forwarded-uri"),
+}
+
+
+class BadDecisionRequest(ValueError):
+    """The proxy did not say which request to decide about (a configuration error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalRequest:
+    method: str
+    target: bytes
+    """The request target as the client sent it: path and query, still encoded."""
+
+
+def original_request(flavor: Flavor, scope: Scope) -> OriginalRequest:
+    """What the proxy says the client asked for."""
+    if flavor == "envoy":
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        target = raw_path[len(ENVOY_PREFIX) :] or b"/"
+        query: bytes = scope.get("query_string", b"")
+        return OriginalRequest(scope["method"], target + b"?" + query if query else target)
+    method_header, uri_header = _HEADERS_BY_FLAVOR[flavor]
+    method = uri = None
+    for key, value in scope["headers"]:
+        if key == method_header:
+            method = value.decode("latin-1").strip().upper()
+        elif key == uri_header:
+            uri = value.strip()
+    if not uri:
+        raise BadDecisionRequest(f"the {flavor} decision request has no {uri_header.decode()}")
+    if uri.startswith((b"http://", b"https://")):  # absolute form: keep path and query
+        uri = b"/" + uri.split(b"/", 3)[3] if uri.count(b"/") >= 3 else b"/"
+    if not uri.startswith(b"/"):
+        raise BadDecisionRequest(f"{uri_header.decode()} is not a path")
+    return OriginalRequest(method or "GET", uri)
+
+
+def rewrite_scope(scope: Scope, original: OriginalRequest) -> Scope:
+    """A copy of ``scope`` that looks like the original request reached this server."""
+    raw_path, _, query = original.target.partition(b"#")[0].partition(b"?")
+    return {
+        **scope,
+        "method": original.method,
+        "path": normalize_path(unquote(raw_path.decode("latin-1"), errors="replace")),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": "",
+        "state": dict(scope.get("state") or {}),
+    }
+
+
+def normalize_path(path: str) -> str:
+    """Merge slashes and resolve ``.`` and ``..`` like the proxies do before they
+    pick a location, so ``//search`` or ``/x/../search`` are seen as ``/search``."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    normalized = "/" + "/".join(segments)
+    if segments and path.endswith(("/", "/.", "/..")):
+        normalized += "/"
+    return normalized
+
+
+@dataclass(slots=True)
+class _Outcome:
+    allowed: bool = False
+    decision: Decision | None = None
+
+
+@dataclass(slots=True)
+class _DeferredPageView:
+    """For nginx the warning page rendered during the decision is thrown away and
+    fetched again from ``{prefix}/warning``; its view is counted then, not now."""
+
+    variant: str | None = None
+
+
+_deferred_page_view: ContextVar[_DeferredPageView | None] = ContextVar(
+    "deterrence_deferred_page_view", default=None
+)
+
+
+@dataclass(slots=True)
+class _PageViewGate:
+    """The pages' recorder, except that page views are deferred while a nginx
+    decision is being made (see :class:`_DeferredPageView`)."""
+
+    recorder: PageRecorder
+
+    def page_view(self, *, variant: str, locale: str) -> None:
+        deferred = _deferred_page_view.get()
+        if deferred is not None:
+            deferred.variant = variant
+            return
+        self.recorder.page_view(variant=variant, locale=locale)
+
+    def help_click(self, *, service: str, variant: str) -> None:
+        self.recorder.help_click(service=service, variant=variant)
+
+    def error(self, kind: str) -> None:
+        self.recorder.error(kind)
+
+
+async def _allow(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app behind the middleware: reaching it means the request may pass."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    outcome: _Outcome | None = scope.get(_OUTCOME_KEY)
+    if outcome is None:  # not a decision request: nothing is served here
+        await _send_plain(send, 404, b"Not found")
+        return
+    outcome.allowed = True
+    outcome.decision = decision_of(scope)
+
+
+class AuthzApp:
+    """The decision service. ``settings`` and ``overrides`` as for the middleware."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        if settings is None:
+            settings = Settings(**overrides)
+        elif overrides:
+            settings = Settings(**{**settings.model_dump(), **overrides})
+        self.settings = settings
+        inspect_all = settings.model_copy(
+            update={"search_paths": [*settings.search_paths, INSPECT_EVERY_PATH]}
+        )
+        self.middleware = DeterrenceMiddleware(_allow, inspect_all)
+        self.recorder = self.middleware.recorder
+        self.middleware.pages.recorder = _PageViewGate(self.middleware.recorder)
+        self._prefix = settings.prefix.rstrip("/") + "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.middleware(scope, receive, send)  # lifespan
+            return
+        flavor = _flavor_of(scope)
+        if flavor is None:
+            if self._served_here(scope["path"]):
+                await self.middleware(scope, receive, send)  # warning page, assets, metrics
+            else:
+                await _send_plain(send, 404, b"Not found")
+            return
+        try:
+            original = original_request(flavor, scope)
+        except BadDecisionRequest as exc:
+            await _send_plain(send, 400, str(exc).encode())
+            return
+        inner = rewrite_scope(scope, original)
+        if self._served_here(inner["path"]):
+            await _send_allowed(send, None)  # deterrence's own pages are never blocked
+            return
+        if flavor == "envoy":
+            # uvicorn builds the access-log line from this scope. The middleware's log
+            # filter redacts it already; dropping the query here keeps the search out
+            # even when an operator turns that redaction off.
+            scope["query_string"] = b""
+        outcome = _Outcome()
+        inner[_OUTCOME_KEY] = outcome
+        captured: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            captured.append(message)
+
+        deferred = _DeferredPageView() if flavor == "nginx" else None
+        token = _deferred_page_view.set(deferred)
+        try:
+            await self.middleware(inner, receive, capture)
+        finally:
+            _deferred_page_view.reset(token)
+
+        if outcome.allowed:
+            await _send_allowed(send, outcome.decision)
+        elif deferred is not None:
+            headers = [(VARIANT_HEADER.lower().encode(), (deferred.variant or "").encode())]
+            await _send_plain(send, BLOCKED_STATUS, b"", headers)
+        else:
+            await _send_block_page(send, captured)
+
+    def _served_here(self, path: str) -> bool:
+        """Paths the middleware answers itself (pages, assets, metrics)."""
+        return path.startswith(self._prefix) or path == self.settings.metrics_path
+
+
+def _flavor_of(scope: Scope) -> Flavor | None:
+    path: str = scope["path"]
+    flavor = ENDPOINTS.get(path)
+    if flavor is not None:
+        return flavor
+    if path == ENVOY_PREFIX or path.startswith(ENVOY_PREFIX + "/"):
+        return "envoy"
+    return None
+
+
+async def _send_allowed(send: Send, decision: Decision | None) -> None:
+    headers: list[tuple[bytes, bytes]] = []
+    if decision is not None and decision.action == "warn":
+        headers.append((ACTION_HEADER.lower().encode(), b"warn"))
+    await _send_plain(send, 200, b"", headers)
+
+
+async def _send_block_page(send: Send, captured: list[Message]) -> None:
+    for message in captured:
+        if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+            message = {**message, "status": BLOCKED_STATUS}
+        await send(message)
+
+
+async def _send_plain(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(k.lower().encode(), v.encode()) for k, v in PLAIN_HEADERS.items()]
+    headers += [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

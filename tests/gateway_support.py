@@ -1,0 +1,182 @@
+"""Servers for the proxy, decision-service and deploy-config tests: uvicorn in a
+thread, real programs (nginx, Caddy, Envoy, Traefik, ``deterrence``) as child
+processes, and a site that records what reached it. Everything binds 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+# An invented block term and an invented warn term (never real search terms).
+BLOCK_TERM = "zorblax"
+WARN_TERM = "quendrific"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(app: Any, **config: Any) -> Iterator[str]:
+    """A real uvicorn server in a background thread; yields its base URL.
+    ``proxy_headers`` is off as in ``deterrence proxy``, so uvicorn does not rewrite
+    the client address from X-Forwarded-For itself."""
+    port = free_port()
+    options: dict[str, Any] = {"log_level": "warning", "proxy_headers": False, **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@contextmanager
+def run_process(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    ports: Sequence[int],
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a program, wait until it listens on every port, stop it afterwards."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(a) for a in args],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+        try:
+            for port in ports:
+                wait_for_port(port, process)
+        except RuntimeError as exc:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"{exc}\n--- {log.name} ---\n{log.read_text()[-3000:]}") from exc
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def require_program(name: str, *candidates: str | Path) -> Path:
+    """The program's path. Missing: skipped locally, a failure when CI is set."""
+    for candidate in (*candidates, shutil.which(name)):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    message = f"{name} is not installed (see deploy/README.md for how the tests get it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def write_lists(folder: Path) -> Path:
+    """A block list and a warn list of invented words; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test-block.toml").write_text(
+        f'id = "test-block"\ncategory = "test"\naction = "block"\nterms = ["{BLOCK_TERM}"]\n'
+    )
+    (folder / "test-warn.toml").write_text(
+        f'id = "test-warn"\ncategory = "test"\naction = "warn"\nterms = ["{WARN_TERM}"]\n'
+    )
+    return folder
+
+
+def deterrence_env(tmp: Path) -> dict[str, str]:
+    """Environment for a ``deterrence`` child process: temp data dir, store off."""
+    return {
+        "DETERRENCE_DATA_DIR": str(tmp / "data"),
+        "DETERRENCE_STORE_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@dataclass
+class RecordingSite:
+    """The site behind a proxy: answers every request with what it saw, as JSON,
+    and keeps the list of requests (method, raw target, headers)."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body", False):
+            pass
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        seen = {
+            "method": scope["method"],
+            "target": target,
+            "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+        }
+        self.requests.append(seen)
+        body = json.dumps({"site": True, **seen}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def targets(self) -> list[str]:
+        return [r["target"] for r in self.requests]
+
+
+def python_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
