@@ -339,7 +339,7 @@ def _compare_variants(
     shown: dict[str, tuple[int, int]] = {}
     for name in names:
         v, c = release(views.get(name, 0)), release(clicks.get(name, 0))
-        if v is not None and c is not None and c <= v:
+        if v and c is not None and c <= v:
             shown[name] = (c, v)
     reference = (
         "control" if "control" in shown else max(shown, key=lambda n: shown[n][1], default=None)
