@@ -14,7 +14,8 @@ service; anything else is a 404, so the route can never become an open redirect.
 
 Everything is loaded once, at construction: templates (one Jinja environment per
 locale, with that locale's catalog installed), catalogs, variants, help services and the
-inline CSS with its hash. Per request only the chosen template is rendered.
+inline CSS with its hash. A page depends only on (locale, variant, services shown), so
+per request it is usually a cache hit; a miss renders one template (~0.2 ms).
 """
 
 from __future__ import annotations
@@ -42,13 +43,21 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from deterrence.services import HelpDirectory, HelpService, Selection, parse_accept_language
 from deterrence.settings import Settings
 
 if TYPE_CHECKING:
     from deterrence.matcher import Match
-    from deterrence.services import HelpDirectory, HelpService, Selection
 
-__all__ = ["PageRecorder", "PagesError", "Variant", "WarningPages", "load_variants"]
+__all__ = [
+    "PLAIN_HEADERS",
+    "PageRecorder",
+    "PagesError",
+    "Variant",
+    "WarningPages",
+    "load_variants",
+    "prefers_json",
+]
 
 SOURCE_LOCALE = "en"
 """The language of the English texts in templates and ``variants.toml`` (the msgids)."""
@@ -62,7 +71,6 @@ OTHER = "other"
 """Label for a variant that is not configured (never a value taken from the request)."""
 
 _ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
-_LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _MAX_HEADER_CHARS = 1024
 _VARIANT_KEYS = frozenset({"headline", "paragraphs", "enabled", "translations"})
 _TEXT_KEYS = frozenset({"headline", "paragraphs"})
@@ -205,20 +213,6 @@ def _line_of(lines: Sequence[str], message: str) -> int:
 # --- content negotiation ------------------------------------------------------
 
 
-def accepted_languages(value: str | None) -> list[str]:
-    """Language tags of an ``Accept-Language`` header, most preferred first."""
-    ranked: list[tuple[float, int, str]] = []
-    for position, item in enumerate((value or "")[:_MAX_HEADER_CHARS].split(",")):
-        tag, _, params = item.strip().partition(";")
-        tag = tag.strip()
-        if not _LANGUAGE_TAG.fullmatch(tag):
-            continue  # also drops "*": the default locale covers it
-        quality = _quality(params)
-        if quality > 0:
-            ranked.append((-quality, position, tag))
-    return [tag for _, _, tag in sorted(ranked)]
-
-
 def prefers_json(accept: str | None) -> bool:
     """Whether ``Accept`` ranks ``application/json`` above ``text/html``.
 
@@ -356,8 +350,6 @@ class WarningPages:
         pages_dir = settings.pages_dir
 
         if directory is None:
-            from deterrence.services import HelpDirectory
-
             directory = HelpDirectory.load(settings.resolved_help_services_path())
         self.directory = directory
 
@@ -422,7 +414,7 @@ class WarningPages:
         return secrets.choice(self.variants)
 
     def negotiate_locale(self, accept_language: str | None) -> str:
-        preferred = [tag.replace("-", "_") for tag in accepted_languages(accept_language)]
+        preferred = [tag.replace("-", "_") for tag in parse_accept_language(accept_language)]
         chosen = negotiate_locale(preferred, list(self.locales), sep="_")
         return self._locale_by_lower.get((chosen or "").lower(), self.settings.default_locale)
 

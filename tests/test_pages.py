@@ -37,7 +37,6 @@ from deterrence.metrics import Recorder
 from deterrence.pages import (
     PagesError,
     WarningPages,
-    accepted_languages,
     load_variants,
     prefers_json,
 )
@@ -295,13 +294,6 @@ def test_locale_negotiation(pages: WarningPages) -> None:
     }
     for header, locale in cases.items():
         assert pages.negotiate_locale(header) == locale, header
-
-
-def test_accepted_languages_orders_by_quality() -> None:
-    assert accepted_languages("da, en-GB;q=0.8, en;q=0.7") == ["da", "en-GB", "en"]
-    assert accepted_languages("en;q=0.5, de") == ["de", "en"]
-    assert accepted_languages("*, <script>, de") == ["de"]
-    assert accepted_languages(None) == []
 
 
 def test_arabic_page_is_right_to_left(pages: WarningPages) -> None:
