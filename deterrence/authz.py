@@ -237,7 +237,7 @@ class AuthzApp:
             return
         inner = rewrite_scope(scope, original)
         if self._served_here(inner["path"]):
-            await _send_allowed(send, None)  # deterrence's own pages are never blocked
+            await _send_allowed(send, flavor, None)  # deterrence's own pages are never blocked
             return
         if flavor == "envoy":
             # uvicorn builds the access-log line from this scope. The middleware's log
@@ -259,7 +259,7 @@ class AuthzApp:
             _deferred_page_view.reset(token)
 
         if outcome.allowed:
-            await _send_allowed(send, outcome.decision)
+            await _send_allowed(send, flavor, outcome.decision)
         elif deferred is not None:
             headers = [(VARIANT_HEADER.lower().encode(), (deferred.variant or "").encode())]
             await _send_plain(send, BLOCKED_STATUS, b"", headers)
@@ -281,10 +281,13 @@ def _flavor_of(scope: Scope) -> Flavor | None:
     return None
 
 
-async def _send_allowed(send: Send, decision: Decision | None) -> None:
+async def _send_allowed(send: Send, flavor: Flavor, decision: Decision | None) -> None:
+    warn = decision is not None and decision.action == "warn"
     headers: list[tuple[bytes, bytes]] = []
-    if decision is not None and decision.action == "warn":
-        headers.append((ACTION_HEADER.lower().encode(), b"warn"))
+    if warn or flavor == "caddy":
+        # Caddy before 2.7 copies an absent copy_headers field as its literal
+        # placeholder text; an empty value is copied as empty, which means "no warn".
+        headers.append((ACTION_HEADER.lower().encode(), b"warn" if warn else b""))
     await _send_plain(send, 200, b"", headers)
 
 

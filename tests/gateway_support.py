@@ -4,6 +4,7 @@ processes, and a site that records what reached it. Everything binds 127.0.0.1."
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
 REPO = Path(__file__).resolve().parent.parent
@@ -180,3 +183,70 @@ class RecordingSite:
 
 def python_command(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
+
+
+PRIVACY_HEADERS = {
+    "cache-control": "no-store",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+}
+
+
+def assert_warning_page(response: httpx2.Response) -> None:
+    """The warning page, with its privacy headers (DESIGN §6), not the site's answer."""
+    assert response.headers["content-type"].startswith("text/html"), response.text[:300]
+    for name, value in PRIVACY_HEADERS.items():
+        assert response.headers[name] == value
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-robots-tag"].startswith("noindex")
+    assert "set-cookie" not in response.headers
+    assert "<html" in response.text
+    assert BLOCK_TERM not in response.text
+
+
+def metric(base: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with these labels, read from ``base``/metrics."""
+    text = httpx2.get(f"{base}/metrics", trust_env=False).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+@contextmanager
+def authz_process(tmp: Path, *extra: str) -> Iterator[str]:
+    """A real ``deterrence authz`` with the invented lists; yields its base URL."""
+    port = free_port()
+    lists = write_lists(tmp / "lists")
+    with run_process(
+        [
+            *python_command("deterrence", "authz"),
+            "--port",
+            str(port),
+            "--lists",
+            str(lists),
+            *extra,
+        ],
+        ports=[port],
+        log=tmp / f"authz-{port}.log",
+        env=deterrence_env(tmp),
+        cwd=REPO,
+    ):
+        yield f"http://127.0.0.1:{port}"
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def raw_get(base: str, target: str) -> tuple[int, str]:
+    """GET ``target`` exactly as written (HTTP clients would resolve ``..`` first)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port_of(base), timeout=10)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
