@@ -49,17 +49,25 @@ class Book:
     year: int
     subjects: tuple[str, ...]
     summary: str
-
-    @property
-    def words(self) -> frozenset[str]:
-        text = " ".join((self.title, self.author, *self.subjects, self.summary))
-        return frozenset(canonicalize(text).split())
+    words: frozenset[str] = frozenset()
+    """Canonical words of the whole entry, computed once at load."""
 
 
 def load_catalogue(path: Path = CATALOGUE) -> tuple[Book, ...]:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     return tuple(
-        Book(b["title"], b["author"], b["year"], tuple(b["subjects"]), b["summary"])
+        Book(
+            b["title"],
+            b["author"],
+            b["year"],
+            tuple(b["subjects"]),
+            b["summary"],
+            frozenset(
+                canonicalize(
+                    " ".join((b["title"], b["author"], *b["subjects"], b["summary"]))
+                ).split()
+            ),
+        )
         for b in data["book"]
     )
 

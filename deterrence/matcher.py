@@ -116,9 +116,16 @@ class _Edge:
     candidates: dict[int, int]  # vocabulary word id -> edit distance
 
 
-def _part_bounds(length: int) -> tuple[int, ...]:
+def _compute_part_bounds(length: int) -> tuple[int, ...]:
     parts = allowance(length) + 1
     return tuple(length * i // parts for i in range(parts + 1))
+
+
+_BOUNDS = tuple(_compute_part_bounds(n) for n in range(256))
+
+
+def _part_bounds(length: int) -> tuple[int, ...]:
+    return _BOUNDS[length] if length < 256 else _compute_part_bounds(length)
 
 
 def _part_key(length: int, index: int, part: str) -> str:
@@ -159,6 +166,7 @@ class Matcher:
             for index in range(len(bounds) - 1):
                 key = _part_key(len(word), index, word[bounds[index] : bounds[index + 1]])
                 self._fuzzy_index[key].append(word_id)
+        self._fuzzy_lengths = frozenset(len(self._words[i]) for i in self._fuzzy_words)
         # Freeze the build-time defaultdicts so lookups never insert.
         self._fuzzy_index = dict(self._fuzzy_index)
         self._phrases = dict(self._phrases)
@@ -304,7 +312,7 @@ class Matcher:
         probed: set[int] = set()
         for term_length in range(max(5, length - 2), length + 3):
             edits = allowance(term_length)
-            if abs(term_length - length) > edits:
+            if abs(term_length - length) > edits or term_length not in self._fuzzy_lengths:
                 continue
             bounds = _part_bounds(term_length)
             probes = [

@@ -21,6 +21,7 @@ terms match) and has a Latin alternative; symbols at the edge of a word
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import IntFlag
@@ -208,9 +209,14 @@ class _RawWord:
     inner: list[int] = field(default_factory=list)  # offsets of merged single letters
 
 
+_REPEATED_LETTER = re.compile(r"([^\W\d_])\1+")
+
+
 def _collapse(text: str, offsets: tuple[int, ...] = ()) -> tuple[str, tuple[int, ...]]:
     """Step 8: runs of a repeated letter become one; ``offsets`` (positions in
     ``text``) are moved to the matching positions in the result."""
+    if not offsets:
+        return _REPEATED_LETTER.sub(r"\1", text), ()
     out: list[str] = []
     kept_before: list[int] = []
     prev = ""
@@ -226,6 +232,8 @@ def _collapse(text: str, offsets: tuple[int, ...] = ()) -> tuple[str, tuple[int,
 
 def _read_word(chars: list[_Char], flags: int) -> tuple[str, int] | None:
     """Steps 4, 5 and 8 for one word. None when it holds nothing readable."""
+    if all(c.kind == LETTER and c.lookalike is None for c in chars):
+        return "".join(c.char for c in chars), flags  # the common case: plain letters
     has_letter = any(c.kind == LETTER for c in chars)
     if not has_letter:
         digits = "".join(c.char for c in chars if c.kind == DIGIT)
@@ -253,6 +261,8 @@ def _read_word(chars: list[_Char], flags: int) -> tuple[str, int] | None:
 
 def _latin_reading(chars: list[_Char], flags: int) -> tuple[str, int] | None:
     """A word wholly of Greek/Cyrillic/Armenian look-alikes, read as Latin."""
+    if not chars or chars[0].script == "LATIN":
+        return None
     letters = [c for c in chars if c.kind == LETTER]
     if not letters or any(c.script == "LATIN" for c in letters):
         return None
@@ -361,12 +371,39 @@ def _is_single(word: _RawWord) -> bool:
     would join on a second pass."""
     if len(word.chars) > 8 or word.chars[0].kind == SYMBOL:
         return False
+    if len(word.chars) > 1 and len({c.char for c in word.chars}) > 2:
+        return False  # no reading merges three different characters into one
     token = _readings(word)
     return token is not None and len(token.text) == 1
 
 
+_PLAIN_QUERY = re.compile(r"[A-Za-z]{2,}(?: +[A-Za-z]{2,})*")
+
+
+def _plain_tokens(query: str) -> list[Token] | None:
+    """Fast path for the most common query: ASCII words of 2+ letters separated
+    by spaces, where only steps 1 and 8 can change anything."""
+    stripped = query.strip(" ")
+    if not _PLAIN_QUERY.fullmatch(stripped):
+        return None
+    tokens = []
+    for word in stripped.split():
+        lowered = word.lower()
+        collapsed = _REPEATED_LETTER.sub(r"\1", lowered)
+        if len(collapsed) == 1:
+            return None  # may belong to a run of spaced letters (step 7)
+        flags = (Transform.CASE if lowered != word else 0) | (
+            Transform.REPEATS if collapsed != lowered else 0
+        )
+        tokens.append(Token(collapsed, flags))
+    return tokens
+
+
 def tokenize(query: str) -> list[Token]:
     """The canonical tokens of ``query``; never raises for any ``str``."""
+    plain = _plain_tokens(query)
+    if plain is not None:
+        return plain
     raw_words, separators = _split_words(query)
     _merge_spaced(raw_words, separators)
     tokens: list[Token] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from deterrence.text import canonical_text, canonicalize, term_words, tokenize, transform_names
@@ -86,3 +88,36 @@ def test_canonicalize_is_idempotent_on_examples() -> None:
     for query in ["Z o r b l a x", "zor-rblax", "aa b c", "x.y.z 1 2 3", "хорошо zоrblах"]:
         once = canonicalize(query)
         assert canonicalize(once) == once
+
+
+def test_the_plain_ascii_fast_path_agrees_with_the_general_path() -> None:
+    from deterrence.text import _merge_spaced, _plain_tokens, _readings, _split_words
+
+    rng = random.Random(7)
+    words = [
+        "Zorblax",
+        "hello",
+        "WORLD",
+        "aa",
+        "bb",
+        "zorrrblax",
+        "Ab",
+        "of",
+        "a",
+        "I",
+        "mississippi",
+    ]
+    checked = 0
+    for _ in range(3000):
+        query = " ".join(rng.choice(words) for _ in range(rng.randint(1, 5))) + " " * rng.randint(
+            0, 2
+        )
+        fast = _plain_tokens(query)
+        if fast is None:
+            continue
+        raw, separators = _split_words(query)
+        _merge_spaced(raw, separators)
+        slow = [t for t in (_readings(w) for w in raw) if t is not None]
+        assert [(t.text, t.flags) for t in fast] == [(t.text, t.flags) for t in slow], query
+        checked += 1
+    assert checked > 500

@@ -1,0 +1,123 @@
+"""Middleware overhead: throughput of the bare app against the same app behind
+DeterrenceMiddleware, on non-matching search queries (DESIGN §7: ratio ≥ 0.90).
+
+Both run under uvicorn (one worker, no access log) and are loaded by wrk with the
+same query mix, alternating bare / middleware rounds so machine noise hits both
+alike. Prints each round and the median ratio.
+
+    python -m bench.middleware [--seconds 8] [--rounds 3] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+QUERIES = [
+    "dickens", "science fiction", "sea adventure", "jane austen novels", "russian history",
+    "poetry america", "detective stories london", "gothic horror", "philosophy stoicism",
+    "children's literature fantasy", "french revolution", "whaling ship", "time travel",
+    "political philosophy", "natural selection evolution", "moors revenge", "pirates treasure",
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def lua_script(directory: Path) -> Path:
+    paths = ", ".join(f'"/search?q={q.replace(" ", "+")}"' for q in QUERIES)
+    script = directory / "queries.lua"
+    script.write_text(
+        f"local paths = {{{paths}}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\nend\n'
+    )
+    return script
+
+
+def start_server(middleware: bool, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BENCH_MIDDLEWARE": "1" if middleware else "0"}
+    env["BENCH_DATA_DIR"] = str(data_dir)
+    command = [
+        sys.executable, "-m", "uvicorn", "bench.apps:app", "--port", str(port),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, cwd=REPO, env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("server did not start")
+
+
+def run_wrk(port: int, script: Path, seconds: int, connections: int) -> tuple[float, str]:
+    output = subprocess.run(
+        [
+            "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+            f"http://127.0.0.1:{port}/",
+        ],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+(\S+)", output)
+    if re.search(r"Non-2xx or 3xx responses", output):
+        raise RuntimeError(f"errors during the run:\n{output}")
+    return rate, p99.group(1) if p99 else "?"
+
+
+def measure(seconds: int, rounds: int, connections: int) -> dict[str, object]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench.middleware needs wrk (apt-get install wrk)")
+    results: dict[str, list[float]] = {"bare": [], "middleware": []}
+    latencies: dict[str, list[str]] = {"bare": [], "middleware": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        script = lua_script(Path(tmp))
+        for round_number in range(rounds):
+            for name in ("bare", "middleware"):
+                port = free_port()
+                server = start_server(name == "middleware", port, Path(tmp) / "data")
+                try:
+                    run_wrk(port, script, 2, connections)  # warm-up
+                    rate, p99 = run_wrk(port, script, seconds, connections)
+                finally:
+                    server.terminate()
+                    server.wait(timeout=20)
+                results[name].append(rate)
+                latencies[name].append(p99)
+                print(f"round {round_number + 1} {name:>10}: {rate:9.0f} req/s  p99 {p99}")
+    ratios = [m / b for b, m in zip(results["bare"], results["middleware"], strict=True)]
+    ratio = statistics.median(ratios)
+    print(f"median throughput ratio middleware/bare: {ratio:.3f} (target >= 0.90, goal 0.97)")
+    return {"ratio": ratio, "rounds": results, "p99": latencies}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    measure(args.seconds, args.rounds, args.connections)
+
+
+if __name__ == "__main__":
+    main()
