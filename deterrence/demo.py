@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from deterrence.dashboard import Dashboard
 from deterrence.middleware import DeterrenceMiddleware, warning_banner
 from deterrence.settings import Settings
 from deterrence.text import canonicalize
@@ -120,4 +121,8 @@ def create_app(settings: Settings | None = None) -> DeterrenceMiddleware:
         return HTMLResponse(_page(f"{warning_banner(request)}{count}{listing}", query))
 
     app = Starlette(routes=[Route("/", home), Route("/search", results)])
-    return DeterrenceMiddleware(app, settings)
+    middleware = DeterrenceMiddleware(app, settings)
+    # Any app mounts the dashboard the same way; it answers only with credentials,
+    # or to loopback clients when none are configured.
+    middleware.mount("dashboard", Dashboard(middleware.settings, recorder=middleware.recorder))
+    return middleware

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from deterrence.commands._common import add_lists_option, lists_paths
@@ -27,12 +28,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from deterrence.dashboard import DashboardExposureError, check_exposure
     from deterrence.demo import DEMO_TRIGGER, DEMO_WARN_TRIGGER, create_app
     from deterrence.settings import Settings
 
     settings = Settings(lists=lists_paths(args))
     if args.data_dir is not None:
         settings = Settings(lists=lists_paths(args), data_dir=args.data_dir)
+    try:
+        check_exposure(args.host, settings)
+    except DashboardExposureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     base = f"http://{args.host}:{args.port}"
     prefix = app.settings.prefix
