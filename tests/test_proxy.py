@@ -14,11 +14,24 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-from gateway_support import free_port, serve
+from gateway_support import (
+    BLOCK_TERM,
+    REPO,
+    WARN_TERM,
+    RecordingSite,
+    assert_warning_page,
+    deterrence_env,
+    free_port,
+    python_command,
+    run_process,
+    serve,
+    write_lists,
+)
 from starlette.types import Receive, Scope, Send
 
 from deterrence.proxy import ProxyApp, TrustedProxies
@@ -517,3 +530,84 @@ def test_upstream_that_never_reads_the_body_is_a_504() -> None:
     assert received.startswith(b"HTTP/1.1 504 "), received[:200]
     assert sent < total
     assert recorder.errors == ["upstream_timeout"]
+
+
+# --- the `deterrence proxy` command ------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@contextmanager
+def proxy_command(tmp: Path, upstream_url: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    lists = write_lists(tmp / "lists")
+    command = python_command(
+        "deterrence",
+        "proxy",
+        "--upstream",
+        upstream_url,
+        "--port",
+        str(port),
+        "--lists",
+        str(lists),
+    )
+    with run_process(
+        command, ports=[port], log=tmp / "proxy.log", env=deterrence_env(tmp), cwd=REPO
+    ) as process:
+        yield f"http://127.0.0.1:{port}", process.pid
+
+
+def test_proxy_command_checks_searches_and_forwards_the_rest(tmp_path: Path) -> None:
+    site = RecordingSite()
+    with serve(site) as site_url, proxy_command(tmp_path, site_url) as (url, _), client() as http:
+        innocent = http.get(f"{url}/search?q=tea", headers={"Deterrence-Action": "warn"})
+        blocked = http.get(f"{url}/search?q=%257Aorblax")
+        warned = http.get(f"{url}/search?q={WARN_TERM}")
+        other = http.get(f"{url}/about?q={BLOCK_TERM}")
+        metrics = http.get(f"{url}/metrics").text
+    assert innocent.json()["target"] == "/search?q=tea"
+    assert "deterrence-action" not in innocent.json()["headers"]  # a client cannot say it
+    assert_warning_page(blocked)
+    assert warned.json()["headers"]["deterrence-action"] == "warn"
+    assert other.json()["target"] == f"/about?q={BLOCK_TERM}"  # not a search path
+    assert site.targets() == ["/search?q=tea", f"/search?q={WARN_TERM}", f"/about?q={BLOCK_TERM}"]
+    assert 'deterrence_requests_inspected_total{route="/search"} 3.0' in metrics
+
+
+def test_proxy_command_counts_upstream_failures(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with proxy_command(tmp_path, dead) as (url, _), client() as http:
+        response = http.get(f"{url}/anything")
+        metrics = http.get(f"{url}/metrics").text
+    assert_error_page(response, 502)
+    assert 'deterrence_errors_total{kind="upstream_connect"} 1.0' in metrics
+
+
+def test_proxy_command_memory_stays_flat_while_streaming(
+    upstream: tuple[Upstream, str], tmp_path: Path
+) -> None:
+    """100 MB down and 100 MB up through the proxy process: its memory must not grow
+    with the bodies (it would by at least their size if it buffered them)."""
+    with proxy_command(tmp_path, upstream[1]) as (url, pid), client() as http:
+        for _ in range(20):
+            http.get(f"{url}/echo")
+        with http.stream("GET", f"{url}/big?mb=5") as response:
+            for _ in response.iter_raw():
+                pass
+        before = rss_bytes(pid)
+        peak = before
+        for _ in range(2):
+            with http.stream("GET", f"{url}/big?mb=50") as response:
+                for index, _ in enumerate(response.iter_raw()):
+                    if index % 64 == 0:
+                        peak = max(peak, rss_bytes(pid))
+            body = (CHUNK for _ in range(50 * MB // len(CHUNK)))
+            assert http.post(f"{url}/upload", content=body).text == str(50 * MB)
+            peak = max(peak, rss_bytes(pid))
+    print(f"proxy RSS {before / MB:.1f} MB, peak {peak / MB:.1f} MB")
+    assert peak - before < 20 * MB, f"RSS grew by {(peak - before) / MB:.1f} MB"
