@@ -292,3 +292,20 @@ def test_other_paths_never_call_the_decision_service(
     assert response.status_code == 200
     assert response.json()["target"] == target
     assert decisions(stack) == before
+
+
+@pytest.mark.parametrize(("name", "status"), [("caddy", 502), ("traefik", 500), ("envoy", 200)])
+def test_behaviour_when_the_decision_service_is_down(
+    tmp_path: Path, name: str, status: int
+) -> None:
+    """Envoy's config fails open (the search works, unchecked); Caddy and Traefik have
+    no such setting and fail closed. deploy/README.md says so."""
+    site = RecordingSite()
+    with serve(site) as site_url:
+        ports = Ports(free_port(), port_of(site_url), free_port())  # nothing on the authz port
+        with GATEWAYS[name](tmp_path, ports):
+            url = f"http://127.0.0.1:{ports.listen}"
+            wait_until_routed(url)
+            response = httpx2.get(f"{url}/search?q=tea", trust_env=False, timeout=10)
+    assert response.status_code == status
+    assert ("/search?q=tea" in site.targets()) == (status == 200)
