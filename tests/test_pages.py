@@ -528,7 +528,7 @@ def test_shipped_variants_cite_their_evidence() -> None:
 
 def test_banner(pages: WarningPages) -> None:
     banner = pages.banner_html(Headers({"accept-language": "en-GB"}), MATCH, "harm")
-    assert banner.startswith('<aside class="deterrence-banner" lang="en" dir="ltr"')
+    assert banner.startswith('<section class="deterrence-banner" lang="en" dir="ltr"')
     assert "Sexual images of children are records of real abuse" in banner
     assert 'href="/_deterrence/go/helpline-gb?v=harm"' in banner
     assert 'href="tel:08000001111"' in banner

@@ -98,7 +98,27 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         variant = request.query_params.get("v") or pages.choose_variant()
         return pages.block_response(request.headers, MATCH, variant, 200)
 
-    app = Starlette(routes=[Route("/search", search), Mount(pages.prefix, app=pages.app)])
+    async def results(request: Request) -> Response:
+        # A results page of a site whose list action is "warn": its own page, our banner.
+        banner = pages.banner_html(request.headers, MATCH, pages.choose_variant())
+        return Response(
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>Results</title><link rel="icon" href="data:,">'
+            f'<link rel="stylesheet" href="{pages.prefix}/static/banner.css">'
+            "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
+            "padding:0 1rem}</style></head><body><main><h1>Search results</h1>"
+            f"{banner}<p>Nothing found.</p></main></body></html>",
+            media_type="text/html",
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/search", search),
+            Route("/results", results),
+            Mount(pages.prefix, app=pages.app),
+        ]
+    )
     with serve(app) as base:
         yield Site(base, pages, recorder)
 
@@ -132,6 +152,7 @@ def visit(browser: Any, site: Site) -> Iterator[Any]:
         *,
         variant: str = "harm",
         color_scheme: str = "light",
+        path: str = "/search",
     ) -> Visit:
         context = browser.new_context(
             viewport={"width": width, "height": 800},
@@ -152,7 +173,7 @@ def visit(browser: Any, site: Site) -> Iterator[Any]:
             ),
         )
         page.on("requestfailed", lambda request: visit.problems.append(f"failed {request.url}"))
-        response = page.goto(f"{site.base}/search?q=zorblax&v={variant}")
+        response = page.goto(f"{site.base}{path}?q=zorblax&v={variant}")
         assert response is not None and response.status == 200
         return visit
 
@@ -304,6 +325,32 @@ def test_skip_link_moves_focus_to_help(visit: Any) -> None:
     assert box >= 0, "the skip link is visible when focused"
     page.keyboard.press("Enter")
     assert page.evaluate("location.hash") == "#help"
+
+
+@pytest.mark.parametrize("locale", ["en", "ar"])
+def test_warning_banner_on_a_results_page(visit: Any, site: Site, locale: str) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    shown = visit(locale, 360, path="/results")
+    page = shown.page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"pages-banner-{locale}-360.png", full_page=True)
+    assert all(url.startswith(site.base + "/") for url in shown.requests), shown.requests
+    assert any(url.endswith("/static/banner.css") for url in shown.requests)
+    assert shown.problems == []
+    banner = page.locator(".deterrence-banner")
+    assert banner.get_attribute("dir") == ("rtl" if locale == "ar" else "ltr")
+    assert banner.evaluate("e => getComputedStyle(e).borderInlineStartWidth") == "6px"
+    options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
+    results = Axe().run(page, options=options)
+    assert results.violations_count == 0, results.generate_report()
+    stops = tab_through(page)
+    links = page.eval_on_selector_all(
+        ".deterrence-banner a[href]", "els => els.map(e => e.getAttribute('href'))"
+    )
+    assert any(h.startswith("/_deterrence/go/") for h in links)
+    assert set(links) <= {s["href"] for s in stops}
+    assert all(s["focusVisible"] and s["outlineWidth"] >= 2 for s in stops), stops
 
 
 # --- right to left ---------------------------------------------------------------------------
