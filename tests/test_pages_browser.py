@@ -14,7 +14,6 @@ the tests fail if ``CI`` is set and are skipped otherwise.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -57,7 +56,7 @@ LANGUAGES = {"en": "en-GB,en;q=0.9", "de": "de-DE,de;q=0.9", "ar": "ar"}
 
 def require_browser() -> None:
     missing = []
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+    if not Path(CHROMIUM).exists():
         missing.append(f"{CHROMIUM} (Debian package chromium)")
     try:
         import axe_playwright_python  # noqa: F401
