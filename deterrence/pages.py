@@ -419,12 +419,19 @@ class WarningPages:
         return self._locale_by_lower.get((chosen or "").lower(), self.settings.default_locale)
 
     def block_response(
-        self, headers: Headers, match: Match | None, variant: str, status: int
+        self,
+        headers: Headers,
+        match: Match | None,
+        variant: str,
+        status: int,
+        *,
+        count_view: bool = True,
     ) -> Response:
         """The warning page (or JSON for clients that prefer it) for a blocked search.
 
         ``match`` is accepted for the callers' convenience and never shown: the page
-        says nothing about what matched, let alone the query."""
+        says nothing about what matched, let alone the query. ``count_view=False``
+        serves the page without counting a view (HEAD requests)."""
         if variant not in self.variants:
             variant = self.variants[0]
         accept_language = headers.get("accept-language")
@@ -443,7 +450,7 @@ class WarningPages:
             bundle = self._bundles[self.settings.default_locale]
             fallback = self._fallbacks[variant]
             response = Response(fallback, status, self._html_headers(bundle), "text/html")
-        if self.recorder is not None:
+        if count_view and self.recorder is not None:
             self.recorder.page_view(variant=variant, locale=bundle.id)
         return response
 
@@ -720,7 +727,11 @@ class _PagesApp:
             if variant not in pages.variants:
                 variant = pages.choose_variant()
             return pages.block_response(
-                Headers(scope=scope), None, variant, pages.settings.block_status
+                Headers(scope=scope),
+                None,
+                variant,
+                pages.settings.block_status,
+                count_view=scope["method"] == "GET",
             )
         if path.startswith("/go/"):
             return self._go(path[len("/go/") :], query.get("v", ""), scope["method"] == "GET")

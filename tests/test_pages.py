@@ -439,6 +439,10 @@ def test_variants_are_chosen_uniformly_and_counted(
 def test_warning_route_keeps_a_known_variant(client: TestClient, recorder: Recorder) -> None:
     for _ in range(3):
         client.get("/_deterrence/warning?v=legal", headers={"Accept-Language": "sv"})
+    head = client.head("/_deterrence/warning?v=legal", headers={"Accept-Language": "sv"})
+    assert head.status_code == 200
+    assert head.headers["referrer-policy"] == "no-referrer"
+    # Three views: HEAD (link checkers, previews) is not a view.
     assert count(recorder, "deterrence_page_views_total", variant="legal", locale="sv") == 3
 
 
