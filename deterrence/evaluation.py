@@ -1034,9 +1034,11 @@ def build_fixture(config: EvalConfig, vocabulary: Vocabulary) -> _Fixture:
     allow_count = max(20, config.per_class // 4)
     allow: list[tuple[InventedTerm, str]] = []
     common = [w for w in vocabulary.query_words["en"][:3000] if len(w) >= 3 and w.isalpha()]
+    short = [w for w in vocabulary.query_words["en"][:200] if len(w) == 2 and w.isalpha()]
     for _ in range(allow_count):
         term = InventedTerm(forge.latin(5, 9))
-        other = rng.choice(common)
+        # Some allow phrases hang on a little word ("of", "on"), as real ones do.
+        other = rng.choice(short if rng.random() < 0.1 else common)
         allow.append(
             (term, f"{other} {term.text}" if rng.random() < 0.5 else f"{term.text} {other}")
         )
