@@ -15,6 +15,7 @@ import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi import Request as FastAPIRequest
+from live_uvicorn import free_port, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -24,7 +25,6 @@ from starlette.websockets import WebSocket
 
 from deterrence import DeterrenceMiddleware, Settings
 from deterrence.middleware import decision_of, warning_banner
-from tests.live_uvicorn import free_port, serve
 
 REPO = Path(__file__).resolve().parent.parent
 

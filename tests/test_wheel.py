@@ -31,7 +31,8 @@ def test_wheel_installs_and_runs_from_a_clean_venv(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "deterrence/_data/keyword_lists/demo.toml" in names
     assert "deterrence/_data/pages/help_services.toml" in names
-    assert any(n.startswith("deterrence/_data/pages/locale/ar/") and n.endswith(".mo") for n in names)
+    arabic = "deterrence/_data/pages/locale/ar/"
+    assert any(n.startswith(arabic) and n.endswith(".mo") for n in names)
     assert not any(n.startswith("tests/") for n in names)
 
     env_dir = tmp_path / "venv"
@@ -43,7 +44,8 @@ def test_wheel_installs_and_runs_from_a_clean_venv(tmp_path: Path) -> None:
 
     match = run(env_dir / "bin" / "deterrence", "match", "--json", "z0rbl4x", cwd=outside)
     assert '"matched": true' in match.stdout
-    run(env_dir / "bin" / "deterrence", "lists", "test", str(_shipped(python, outside)), cwd=outside)
+    shipped = str(_shipped(python, outside))
+    run(env_dir / "bin" / "deterrence", "lists", "test", shipped, cwd=outside)
     pages = run(env_dir / "bin" / "deterrence", "pages", "check", cwd=outside)
     assert "GB" in pages.stdout
     page = run(
