@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
@@ -75,6 +76,7 @@ HOP_BY_HOP_HEADERS = frozenset(
 # ``Deterrence-Action`` tells the site about a ``warn`` match: only the proxy says so.
 _REPLACED_REQUEST_HEADERS = frozenset({"host", "expect", "deterrence-action"})
 _FORWARDED_PREFIX = "x-forwarded-"
+_NOT_URL_SAFE = re.compile(rb"[^\x21-\x7e]")
 
 # The error pages follow the warning page's rules (DESIGN §6): PLAIN_HEADERS.
 _ERROR_PAGE = """<!doctype html>
@@ -100,6 +102,7 @@ class TrustedProxies:
     def __init__(self, entries: Iterable[str]) -> None:
         self.trust_all = False
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._seen: dict[str, bool] = {}
         for entry in entries:
             entry = entry.strip()
             if entry == "*":
@@ -112,6 +115,15 @@ class TrustedProxies:
             return False  # unix sockets and unknown peers
         if self.trust_all:
             return True
+        known = self._seen.get(host)
+        if known is None:
+            known = self._check(host)
+            if len(self._seen) >= 4096:  # bounded: addresses are client-controlled
+                self._seen.clear()
+            self._seen[host] = known
+        return known
+
+    def _check(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -461,7 +473,7 @@ def _connection_tokens(raw: Iterable[tuple[bytes, bytes]]) -> frozenset[str]:
 def _safe_ascii(raw: bytes) -> str:
     """The request target as the client sent it, with anything that may not appear in a
     URL (non-ASCII bytes, controls) percent-encoded; existing escapes are kept as they are."""
-    if raw.isascii() and all(0x20 < byte < 0x7F for byte in raw):
+    if _NOT_URL_SAFE.search(raw) is None:
         return raw.decode("ascii")
     return quote(raw, safe="/?#[]@!$&'()*+,;=:%~")
 

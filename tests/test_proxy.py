@@ -289,6 +289,19 @@ def test_client_headers_are_not_supplemented(proxy: str) -> None:
     assert names == {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
 
 
+def test_non_ascii_target_is_percent_encoded_not_mangled() -> None:
+    """uvicorn refuses such targets itself; other ASGI servers may pass them on."""
+    app = ProxyApp("http://127.0.0.1:9/base/")
+    scope = {
+        "type": "http",
+        "path": "/café/A",
+        "raw_path": b"/caf\xc3\xa9/%41",
+        "query_string": b"q=\xc3\xa9t\xc3\xa9&x=%2B",
+    }
+    url = app._upstream_url(scope)
+    assert str(url) == "http://127.0.0.1:9/base/caf%C3%A9/%41?q=%C3%A9t%C3%A9&x=%2B"
+
+
 def test_hop_by_hop_request_headers_are_removed(proxy: str) -> None:
     with client() as http:
         response = http.get(

@@ -1,0 +1,246 @@
+"""Proxy and decision-service overhead, in one run on loopback, loaded by wrk:
+
+1. ``direct``        wrk -> the site (bench.apps, a small search app under uvicorn)
+2. ``proxy``         wrk -> ``deterrence proxy`` -> the site
+3. ``nginx+authz``   wrk -> nginx (deploy/nginx/deterrence.conf) -> the site, every
+                     search checked by ``deterrence authz``
+4. ``nginx``         the same nginx configuration without the auth_request lines
+
+Every configuration gets the same innocent search mix (bench.middleware.QUERIES),
+in alternating rounds so machine noise hits all alike. Prints throughput, p99
+latency, the ratios of DESIGN's proxy targets (proxy >= 0.50 of direct;
+nginx+authz >= 0.70 of nginx alone), and the resident memory of the proxy and the
+decision service before and after a soak of ``--soak`` seconds each.
+
+    python -m bench.proxy [--seconds 8] [--rounds 3] [--connections 32] [--soak 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.middleware import free_port, lua_script, run_wrk
+
+REPO = Path(__file__).resolve().parent.parent
+NGINX_CONF = REPO / "deploy" / "nginx" / "deterrence.conf"
+CONFIGURATIONS = ("direct", "proxy", "nginx+authz", "nginx")
+
+
+@dataclass
+class Result:
+    rates: list[float]
+    p99: list[str]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextlib.contextmanager
+def started(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[int]:
+    """Run ``command`` until the block ends; yields its pid."""
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process)
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def nginx_config(tmp: Path, *, listen: int, site: int, authz: int, with_authz: bool) -> Path:
+    conf = NGINX_CONF.read_text()
+    if not with_authz:
+        # nginx alone: the shipped file without the decision service.
+        conf = "\n".join(
+            line
+            for line in conf.splitlines()
+            if "auth_request" not in line and "$deterrence_" not in line
+        )
+    for old, new in {
+        "listen 80;": f"listen 127.0.0.1:{listen};",
+        "server 127.0.0.1:3000;": f"server 127.0.0.1:{site};",
+        "server 127.0.0.1:8001;": f"server 127.0.0.1:{authz};",
+        "/var/log/nginx/access.log": str(tmp / "search.log"),
+    }.items():
+        conf = conf.replace(old, new)
+    prefix = tmp / ("nginx-authz" if with_authz else "nginx")
+    prefix.mkdir(exist_ok=True)
+    (prefix / "deterrence.conf").write_text(conf)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    main = prefix / "nginx.conf"
+    main.write_text(
+        f"""{user}daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/deterrence.conf;
+}}
+"""
+    )
+    return main
+
+
+def nginx_binary() -> str:
+    for candidate in ("/usr/sbin/nginx", shutil.which("nginx")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SystemExit("bench.proxy needs nginx (apt-get install nginx)")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Bench:
+    def __init__(self, tmp: Path, connections: int) -> None:
+        self.tmp = tmp
+        self.connections = connections
+        self.script = lua_script(tmp)
+        self.env = {
+            "DETERRENCE_DATA_DIR": str(tmp / "data"),
+            "DETERRENCE_STORE_ENABLED": "false",
+        }
+        self.ports = {name: free_port() for name in ("site", "proxy", "authz", "nginx")}
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[dict[str, int]]:
+        """The site, the proxy and the decision service; yields their pids."""
+        ports = self.ports
+        site_cmd = python("uvicorn", "bench.apps:bare", "--port", str(ports["site"]))
+        site_cmd += ["--no-access-log", "--log-level", "warning"]
+        proxy_cmd = python("deterrence", "proxy", "--port", str(ports["proxy"]))
+        proxy_cmd += ["--upstream", f"http://127.0.0.1:{ports['site']}", "--no-access-log"]
+        authz_cmd = python("deterrence", "authz", "--port", str(ports["authz"]), "--no-access-log")
+        with (
+            started(site_cmd, ports["site"]) as site,
+            started(proxy_cmd, ports["proxy"], self.env) as proxy,
+            started(authz_cmd, ports["authz"], self.env) as authz,
+        ):
+            yield {"site": site, "proxy": proxy, "authz": authz}
+
+    @contextlib.contextmanager
+    def nginx(self, with_authz: bool) -> Iterator[int]:
+        conf = nginx_config(
+            self.tmp,
+            listen=self.ports["nginx"],
+            site=self.ports["site"],
+            authz=self.ports["authz"],
+            with_authz=with_authz,
+        )
+        command = [nginx_binary(), "-p", str(conf.parent), "-c", str(conf)]
+        command += ["-e", str(conf.parent / "error.log")]
+        with started(command, self.ports["nginx"]):
+            yield self.ports["nginx"]
+
+    def load(self, name: str, seconds: int) -> tuple[float, str]:
+        if name == "direct":
+            return run_wrk(self.ports["site"], self.script, seconds, self.connections)
+        if name == "proxy":
+            return run_wrk(self.ports["proxy"], self.script, seconds, self.connections)
+        with self.nginx(with_authz=name == "nginx+authz") as port:
+            run_wrk(port, self.script, 1, self.connections)  # warm-up
+            return run_wrk(port, self.script, seconds, self.connections)
+
+
+def measure(seconds: int, rounds: int, connections: int, soak: int) -> dict[str, object]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench.proxy needs wrk (apt-get install wrk)")
+    results = {name: Result([], []) for name in CONFIGURATIONS}
+    memory: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        bench = Bench(Path(directory), connections)
+        with bench.running() as pids:
+            for name in ("direct", "proxy"):
+                bench.load(name, 2)  # warm-up
+            for round_number in range(rounds):
+                for name in CONFIGURATIONS:
+                    rate, p99 = bench.load(name, seconds)
+                    results[name].rates.append(rate)
+                    results[name].p99.append(p99)
+                    print(f"round {round_number + 1} {name:>12}: {rate:8.0f} req/s  p99 {p99}")
+            if soak:
+                for name, target in (("proxy", "proxy"), ("authz", "nginx+authz")):
+                    before = rss_mb(pids[name])
+                    bench.load(target, soak)
+                    after = rss_mb(pids[name])
+                    memory[name] = (before, after)
+                    print(
+                        f"soak {soak} s via {target:>11}: {name} RSS {before:.1f} -> {after:.1f} MB"
+                    )
+
+    median = {name: statistics.median(r.rates) for name, r in results.items()}
+    ratios = {
+        "proxy / direct": (median["proxy"] / median["direct"], 0.50),
+        "nginx+authz / nginx": (median["nginx+authz"] / median["nginx"], 0.70),
+        "nginx / direct": (median["nginx"] / median["direct"], None),
+        "nginx+authz / direct": (median["nginx+authz"] / median["direct"], None),
+    }
+    print()
+    for label, (ratio, target) in ratios.items():
+        verdict = "" if target is None else (" ok" if ratio >= target else " BELOW TARGET")
+        goal = "" if target is None else f" (target >= {target:.2f})"
+        print(f"{label:>22}: {ratio:.3f}{goal}{verdict}")
+    return {"median": median, "ratios": ratios, "results": results, "memory": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--soak", type=int, default=60, help="seconds per soak; 0 skips it")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    measure(args.seconds, args.rounds, args.connections, args.soak)
+
+
+if __name__ == "__main__":
+    main()
