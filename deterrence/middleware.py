@@ -135,8 +135,12 @@ class DeterrenceMiddleware:
         """Serve ``app`` at ``{prefix}/{name}`` (dashboard, admin …)."""
         self.prefix_routes[name] = app
 
-    def _redacted_path(self, path: str) -> bool:
-        return self.routes.route_of(path) is not None or path.startswith(self.prefix + "/")
+    def _redacted_path(self, path: str) -> str | None:
+        """How an access-log line shows ``path`` (see deterrence.logs)."""
+        if path.startswith(self.prefix + "/"):
+            name, slash, _ = path[len(self.prefix) + 1 :].partition("/")
+            return f"{self.prefix}/{name}{'/-' if slash else ''}"
+        return path if self.routes.route_of(path) is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
