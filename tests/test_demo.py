@@ -78,3 +78,23 @@ def _screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@pytest.mark.browser
+def test_dashboard_screenshot_with_demo_traffic(demo: str) -> None:
+    """Traffic through the demo, then the dashboard as a person sees it
+    (test-artifacts/dashboard-demo.png; the README shows a copy)."""
+    queries = ["dickens", "sea", "z0rbl4x", DEMO_TRIGGER, DEMO_WARN_TRIGGER, "poetry", "zor-blax"]
+    with httpx2.Client(base_url=demo, timeout=10) as client:
+        for i in range(420):
+            client.get("/search", params={"q": queries[i % len(queries)]})
+        for i in range(60):
+            variant = ("harm", "legal", "help")[i % 3]
+            service = ("stop-it-now-uk", "iwf")[i % 2]
+            response = client.get(f"/_deterrence/go/{service}", params={"v": variant})
+            assert response.status_code == 303
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{demo}/_deterrence/dashboard")
+        assert "Interventions" in page.inner_text("body")
+        _screenshot(page, "dashboard-demo.png")
