@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
+from deterrence.headers import privacy_headers, raw_headers
 from deterrence.metrics import ERROR_KINDS, ERRORS, Recorder
 from deterrence.report import (
     Report,
@@ -84,14 +85,7 @@ def check_exposure(host: str, settings: Settings) -> None:
 
 def security_headers(content_security_policy: str) -> list[tuple[bytes, bytes]]:
     """The §6 headers the warning page sends, for the dashboard too."""
-    return [
-        (b"content-security-policy", content_security_policy.encode("ascii")),
-        (b"cache-control", b"no-store"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-robots-tag", b"noindex, nofollow"),
-        (b"x-frame-options", b"DENY"),
-    ]
+    return raw_headers(privacy_headers(content_security_policy))
 
 
 Access = Literal["ok", "unauthorised", "not_local"]

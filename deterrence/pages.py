@@ -43,6 +43,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from deterrence.headers import privacy_headers
 from deterrence.services import HelpDirectory, HelpService, Selection, parse_accept_language
 from deterrence.settings import Settings
 
@@ -305,17 +306,7 @@ class _LocaleBundle:
 _BASE_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
-def _headers(csp: str) -> dict[str, str]:
-    return {
-        "Content-Security-Policy": csp,
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-        "X-Robots-Tag": "noindex, nofollow",
-    }
-
-
-PLAIN_HEADERS = _headers(_BASE_CSP)
+PLAIN_HEADERS = privacy_headers(_BASE_CSP)
 """Headers of every deterrence response that is not the HTML page."""
 
 
@@ -357,7 +348,7 @@ class WarningPages:
         self.variants = tuple(v.id for v in self._all_variants if v.enabled)
         self._css = _read_css(pages_dir / "static" / "warning.css")
         digest = base64.b64encode(hashlib.sha256(self._css.encode()).digest()).decode()
-        self.page_headers = _headers(_page_csp(f"sha256-{digest}"))
+        self.page_headers = privacy_headers(_page_csp(f"sha256-{digest}"))
         self._static = _read_static(pages_dir / "static")
 
         templates = _read_templates(pages_dir / "templates")

@@ -1,0 +1,25 @@
+"""The response headers of every page deterrence serves (DESIGN §6), in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def privacy_headers(content_security_policy: str) -> dict[str, str]:
+    """No referrer (help services must not learn the query from ``Referer``), no
+    caching, no sniffing, no indexing, no framing, and the page's own CSP."""
+    return {
+        "Content-Security-Policy": content_security_policy,
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "X-Robots-Tag": "noindex, nofollow",
+        "X-Frame-Options": "DENY",
+    }
+
+
+def raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """The same headers as an ASGI ``http.response.start`` header list."""
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
