@@ -13,7 +13,6 @@ the tests fail if ``CI`` is set and are skipped otherwise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser
 from live_uvicorn import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,39 +35,10 @@ from deterrence.settings import Settings
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Safety net: any host name other than loopback fails without a DNS lookup.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 MATCH = Matcher.from_terms(["zorblax"]).match("zorblax")
 # Accept-Language for each page locale: with a region, so country services show too.
 LANGUAGES = {"en": "en-GB,en;q=0.9", "de": "de-DE,de;q=0.9", "ar": "ar"}
-
-
-def require_browser() -> None:
-    missing = []
-    if not Path(CHROMIUM).exists():
-        missing.append(f"{CHROMIUM} (Debian package chromium)")
-    try:
-        import axe_playwright_python  # noqa: F401
-        import playwright.sync_api  # noqa: F401
-    except ImportError as exc:
-        missing.append(f"python package {exc.name}")
-    if missing:
-        reason = "browser tests need " + ", ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @dataclass
