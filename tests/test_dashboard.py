@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2
 import pytest
+from browser_support import ARTIFACTS, chromium
 from live_uvicorn import serve
 from seed_store import seed
 
@@ -169,45 +168,29 @@ def test_includes_the_counts_of_its_own_recorder(tmp_path: Path) -> None:
     assert re.search(r'<div class="value">12</div>', html)
 
 
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (Debian package chromium)")
-        pytest.skip("chromium is not installed")
-    return path
-
-
 @pytest.mark.browser
 def test_screenshot_in_chromium(seeded: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium()
     app = Dashboard(Settings(data_dir=seeded, dashboard_token=TOKEN))  # type: ignore[arg-type]
-    artifacts = REPO / "test-artifacts"
+    artifacts = ARTIFACTS
     artifacts.mkdir(exist_ok=True)
-    with serve(app) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(
-                viewport={"width": 1280, "height": 900}, extra_http_headers=bearer()
-            )
-            console: list[str] = []
-            page.on("console", lambda message: console.append(message.text))
-            response = page.goto(url + PATH + "?range=30d")
-            assert response is not None and response.status == 200
-            # The stylesheet applied (the CSP hash matches): the header bar is coloured.
-            colour = page.eval_on_selector("header.top", "e => getComputedStyle(e).backgroundColor")
-            assert colour == "rgb(11, 79, 138)"
-            assert page.locator("svg.chart").count() >= 5
-            assert console == [], console  # no CSP violations or other errors
-            # The range form works without script.
-            page.select_option("#range", "7d")
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r"range=7d"))
-            assert "last 7 days" in page.content()
-            page.goto(url + PATH + "?range=30d")
-            page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
-        finally:
-            browser.close()
+    with serve(app) as url, chromium() as browser:
+        page = browser.new_page(
+            viewport={"width": 1280, "height": 900}, extra_http_headers=bearer()
+        )
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        response = page.goto(url + PATH + "?range=30d")
+        assert response is not None and response.status == 200
+        # The stylesheet applied (the CSP hash matches): the header bar is coloured.
+        colour = page.eval_on_selector("header.top", "e => getComputedStyle(e).backgroundColor")
+        assert colour == "rgb(11, 79, 138)"
+        assert page.locator("svg.chart").count() >= 5
+        assert console == [], console  # no CSP violations or other errors
+        # The range form works without script.
+        page.select_option("#range", "7d")
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"range=7d"))
+        assert "last 7 days" in page.content()
+        page.goto(url + PATH + "?range=30d")
+        page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
     assert (artifacts / "dashboard.png").stat().st_size > 20_000
