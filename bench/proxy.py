@@ -8,16 +8,24 @@
 
 Every configuration gets the same innocent search mix (bench.middleware.QUERIES),
 in alternating rounds so machine noise hits all alike. Prints throughput, p99
-latency, the ratios of DESIGN's proxy targets (proxy >= 0.50 of direct;
-nginx+authz >= 0.70 of nginx alone), and the resident memory of the proxy and the
-decision service before and after a soak of ``--soak`` seconds each.
+latency, the ratios of the proxy targets (proxy >= 0.50 of direct; nginx+authz >=
+0.70 of nginx alone), the CPU time each process spends per request (a figure that
+other load on the machine disturbs far less than throughput), and the resident
+memory of the proxy and the decision service before and after a soak of ``--soak``
+seconds each.
+
+The site answers from memory in about 0.1-0.2 ms of CPU, far cheaper than a real
+search backend, so the ratios are a worst case. ``--site-delay-ms`` makes each
+search wait that long first, like a site waiting on its search index.
 
     python -m bench.proxy [--seconds 8] [--rounds 3] [--connections 32] [--soak 60]
+                          [--site-delay-ms 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import shutil
@@ -30,6 +38,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from bench.middleware import free_port, lua_script, run_wrk
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +51,28 @@ CONFIGURATIONS = ("direct", "proxy", "nginx+authz", "nginx")
 class Result:
     rates: list[float]
     p99: list[str]
+    cpu_us: dict[str, list[float]]
+    """CPU microseconds per request, by process."""
+
+
+class DelayedSite:
+    """bench.apps' search app, answering after BENCH_SITE_DELAY_MS (default 0)."""
+
+    def __init__(self) -> None:
+        from bench.apps import bare
+
+        self.app: ASGIApp = bare
+        self.delay = float(os.environ.get("BENCH_SITE_DELAY_MS", "0")) / 1000
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.delay and scope["type"] == "http":
+            await asyncio.sleep(self.delay)
+        await self.app(scope, receive, send)
+
+
+def site() -> ASGIApp:
+    """uvicorn factory for the site (``bench.proxy:site --factory``)."""
+    return DelayedSite()
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -132,6 +164,17 @@ def nginx_binary() -> str:
     raise SystemExit("bench.proxy needs nginx (apt-get install nginx)")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and of its children's threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -140,9 +183,10 @@ def rss_mb(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, tmp: Path, connections: int) -> None:
+    def __init__(self, tmp: Path, connections: int, site_delay_ms: float) -> None:
         self.tmp = tmp
         self.connections = connections
+        self.site_delay_ms = site_delay_ms
         self.script = lua_script(tmp)
         self.env = {
             "DETERRENCE_DATA_DIR": str(tmp / "data"),
@@ -154,13 +198,14 @@ class Bench:
     def running(self) -> Iterator[dict[str, int]]:
         """The site, the proxy and the decision service; yields their pids."""
         ports = self.ports
-        site_cmd = python("uvicorn", "bench.apps:bare", "--port", str(ports["site"]))
+        site_cmd = python("uvicorn", "bench.proxy:site", "--factory", "--port", str(ports["site"]))
         site_cmd += ["--no-access-log", "--log-level", "warning"]
+        site_env = {"BENCH_SITE_DELAY_MS": str(self.site_delay_ms)}
         proxy_cmd = python("deterrence", "proxy", "--port", str(ports["proxy"]))
         proxy_cmd += ["--upstream", f"http://127.0.0.1:{ports['site']}", "--no-access-log"]
         authz_cmd = python("deterrence", "authz", "--port", str(ports["authz"]), "--no-access-log")
         with (
-            started(site_cmd, ports["site"]) as site,
+            started(site_cmd, ports["site"], site_env) as site,
             started(proxy_cmd, ports["proxy"], self.env) as proxy,
             started(authz_cmd, ports["authz"], self.env) as authz,
         ):
@@ -177,44 +222,68 @@ class Bench:
         )
         command = [nginx_binary(), "-p", str(conf.parent), "-c", str(conf)]
         command += ["-e", str(conf.parent / "error.log")]
-        with started(command, self.ports["nginx"]):
-            yield self.ports["nginx"]
+        with started(command, self.ports["nginx"]) as master:
+            yield master
 
-    def load(self, name: str, seconds: int) -> tuple[float, str]:
-        if name == "direct":
-            return run_wrk(self.ports["site"], self.script, seconds, self.connections)
-        if name == "proxy":
-            return run_wrk(self.ports["proxy"], self.script, seconds, self.connections)
-        with self.nginx(with_authz=name == "nginx+authz") as port:
-            run_wrk(port, self.script, 1, self.connections)  # warm-up
-            return run_wrk(port, self.script, seconds, self.connections)
+    def load(
+        self, name: str, seconds: int, pids: dict[str, int]
+    ) -> tuple[float, str, dict[str, float]]:
+        """Load one configuration; returns req/s, p99 and CPU µs per request by process."""
+        if name in ("direct", "proxy"):
+            port = self.ports["site" if name == "direct" else "proxy"]
+            return self._timed(port, seconds, pids)
+        with self.nginx(with_authz=name == "nginx+authz") as master:
+            run_wrk(self.ports["nginx"], self.script, 1, self.connections)  # warm-up
+            workers = {f"nginx{i}": pid for i, pid in enumerate(children(master))}
+            rate, p99, cpu = self._timed(self.ports["nginx"], seconds, {**pids, **workers})
+        nginx_cpu = sum(v for k, v in cpu.items() if k.startswith("nginx"))
+        cpu = {k: v for k, v in cpu.items() if not k.startswith("nginx")}
+        return rate, p99, {**cpu, "nginx": nginx_cpu}
+
+    def _timed(
+        self, port: int, seconds: int, pids: dict[str, int]
+    ) -> tuple[float, str, dict[str, float]]:
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        rate, p99 = run_wrk(port, self.script, seconds, self.connections)
+        requests = rate * seconds
+        cpu = {
+            name: (cpu_seconds(pid) - before[name]) / requests * 1e6 for name, pid in pids.items()
+        }
+        return rate, p99, cpu
 
 
-def measure(seconds: int, rounds: int, connections: int, soak: int) -> dict[str, object]:
+def measure(
+    seconds: int, rounds: int, connections: int, soak: int, site_delay_ms: float = 0
+) -> dict[str, object]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench.proxy needs wrk (apt-get install wrk)")
-    results = {name: Result([], []) for name in CONFIGURATIONS}
+    results = {name: Result([], [], {}) for name in CONFIGURATIONS}
     memory: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as directory:
-        bench = Bench(Path(directory), connections)
+        bench = Bench(Path(directory), connections, site_delay_ms)
         with bench.running() as pids:
             for name in ("direct", "proxy"):
-                bench.load(name, 2)  # warm-up
+                bench.load(name, 2, pids)  # warm-up
             for round_number in range(rounds):
                 for name in CONFIGURATIONS:
-                    rate, p99 = bench.load(name, seconds)
-                    results[name].rates.append(rate)
-                    results[name].p99.append(p99)
-                    print(f"round {round_number + 1} {name:>12}: {rate:8.0f} req/s  p99 {p99}")
+                    rate, p99, cpu = bench.load(name, seconds, pids)
+                    result = results[name]
+                    result.rates.append(rate)
+                    result.p99.append(p99)
+                    for process, value in cpu.items():
+                        result.cpu_us.setdefault(process, []).append(value)
+                    costs = "  ".join(f"{k} {v:.0f}" for k, v in cpu.items() if v >= 1)
+                    print(
+                        f"round {round_number + 1} {name:>12}: {rate:8.0f} req/s  p99 {p99:>8}"
+                        f"  CPU us/request: {costs}"
+                    )
             if soak:
                 for name, target in (("proxy", "proxy"), ("authz", "nginx+authz")):
                     before = rss_mb(pids[name])
-                    bench.load(target, soak)
+                    bench.load(target, soak, pids)
                     after = rss_mb(pids[name])
                     memory[name] = (before, after)
-                    print(
-                        f"soak {soak} s via {target:>11}: {name} RSS {before:.1f} -> {after:.1f} MB"
-                    )
+                    print(f"soak {soak} s via {target}: {name} RSS {before:.1f} -> {after:.1f} MB")
 
     median = {name: statistics.median(r.rates) for name, r in results.items()}
     ratios = {
@@ -224,6 +293,16 @@ def measure(seconds: int, rounds: int, connections: int, soak: int) -> dict[str,
         "nginx+authz / direct": (median["nginx+authz"] / median["direct"], None),
     }
     print()
+    for name, result in results.items():
+        costs = "  ".join(
+            f"{k} {statistics.median(v):.0f}"
+            for k, v in result.cpu_us.items()
+            if statistics.median(v) >= 1
+        )
+        print(
+            f"{name:>12}: median {median[name]:8.0f} req/s, p99 {'/'.join(result.p99)}; "
+            f"CPU us/request: {costs}"
+        )
     for label, (ratio, target) in ratios.items():
         verdict = "" if target is None else (" ok" if ratio >= target else " BELOW TARGET")
         goal = "" if target is None else f" (target >= {target:.2f})"
@@ -237,9 +316,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--soak", type=int, default=60, help="seconds per soak; 0 skips it")
+    parser.add_argument(
+        "--site-delay-ms", type=float, default=0, help="simulated search backend latency"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    measure(args.seconds, args.rounds, args.connections, args.soak)
+    print(f"site delay {args.site_delay_ms} ms, {args.connections} connections")
+    measure(args.seconds, args.rounds, args.connections, args.soak, args.site_delay_ms)
 
 
 if __name__ == "__main__":

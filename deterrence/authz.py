@@ -69,6 +69,10 @@ VARIANT_HEADER = "Deterrence-Variant"
 BLOCKED_STATUS = 403
 
 _OUTCOME_KEY = "deterrence.authz"
+_PLAIN_HEADERS = [
+    *((k.lower().encode(), v.encode()) for k, v in PLAIN_HEADERS.items()),
+    (b"content-type", b"text/plain; charset=utf-8"),
+]
 _HEADERS_BY_FLAVOR: dict[Flavor, tuple[bytes, bytes]] = {
     "nginx": (b"x-original-method", b"x-original-uri"),
     "traefik": (b"x-forwarded-method", b"x-forwarded-uri"),
@@ -301,11 +305,6 @@ async def _send_block_page(send: Send, captured: list[Message]) -> None:
 async def _send_plain(
     send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    headers = [(k.lower().encode(), v.encode()) for k, v in PLAIN_HEADERS.items()]
-    headers += [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        *(extra or []),
-    ]
+    headers = [*_PLAIN_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

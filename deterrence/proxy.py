@@ -75,6 +75,8 @@ HOP_BY_HOP_HEADERS = frozenset(
 # and this server (uvicorn answers ``Expect: 100-continue`` when the body is read).
 # ``Deterrence-Action`` tells the site about a ``warn`` match: only the proxy says so.
 _REPLACED_REQUEST_HEADERS = frozenset({"host", "expect", "deterrence-action"})
+_DROPPED_REQUEST_HEADERS = HOP_BY_HOP_HEADERS | _REPLACED_REQUEST_HEADERS
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP_HEADERS)
 _FORWARDED_PREFIX = "x-forwarded-"
 _NOT_URL_SAFE = re.compile(rb"[^\x21-\x7e]")
 
@@ -148,6 +150,7 @@ class _WriteStallTimer:
         self._handle: asyncio.TimerHandle | None = None
         self._active = True
         self.fired = False
+        self.client_gone = False  # set by the body generator: nobody is left to answer
 
     def arm(self) -> None:
         if self._active and self._timeout and self._task is not None:
@@ -290,8 +293,7 @@ class ProxyApp:
         session = self._get_session()
         headers, has_body = self._request_headers(scope)
         stall = _WriteStallTimer(self.write_timeout)
-        client_gone = asyncio.Event()
-        body = _request_body(receive, stall, client_gone) if has_body else None
+        body = _request_body(receive, stall) if has_body else None
         try:
             response = await session.request(
                 scope["method"],
@@ -308,7 +310,7 @@ class ProxyApp:
             await self._fail(scope, receive, send, "upstream_timeout", 504)
             return
         except Exception as exc:  # every failure becomes a page, never a traceback
-            if client_gone.is_set():
+            if stall.client_gone:
                 return  # nobody is left to answer
             kind, status = _classify(exc)
             await self._fail(scope, receive, send, kind, status)
@@ -356,7 +358,8 @@ class ProxyApp:
         client = scope.get("client")
         client_host: str | None = client[0] if client else None
         trusted = client_host in self.trusted_proxies
-        dropped = _connection_tokens(raw) | HOP_BY_HOP_HEADERS | _REPLACED_REQUEST_HEADERS
+        tokens = _connection_tokens(raw)
+        dropped = _DROPPED_REQUEST_HEADERS | tokens if tokens else _DROPPED_REQUEST_HEADERS
 
         headers: CIMultiDict[str] = CIMultiDict()
         headers["Host"] = self._upstream_host
@@ -406,7 +409,8 @@ class ProxyApp:
 
     def _response_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         raw = list(raw)
-        dropped = {t.encode("latin-1") for t in _connection_tokens(raw) | HOP_BY_HOP_HEADERS}
+        tokens = _connection_tokens(raw)
+        dropped = _HOP_BY_HOP_BYTES | {t.encode("latin-1") for t in tokens}
         headers: list[tuple[bytes, bytes]] = []
         for key, value in raw:
             name = key.lower()
@@ -441,13 +445,11 @@ class ProxyApp:
         await _error_page(status)(scope, receive, send)
 
 
-async def _request_body(
-    receive: Receive, stall: _WriteStallTimer, client_gone: asyncio.Event
-) -> AsyncIterator[bytes]:
+async def _request_body(receive: Receive, stall: _WriteStallTimer) -> AsyncIterator[bytes]:
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            client_gone.set()
+            stall.client_gone = True
             raise _ClientGone
         chunk: bytes = message.get("body", b"")
         if chunk:

@@ -35,4 +35,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 1
     print(f"deterrence authz: http://{args.host}:{args.port}/", flush=True)
-    return run_server(app, args)
+    return run_server(app, args, proxy_headers=False)
