@@ -50,6 +50,7 @@ from urllib.parse import unquote
 
 from starlette.types import Message, Receive, Scope, Send
 
+from deterrence.headers import raw_headers
 from deterrence.middleware import Decision, DeterrenceMiddleware, decision_of
 from deterrence.pages import PLAIN_HEADERS, PageRecorder
 from deterrence.settings import Settings
@@ -69,10 +70,7 @@ VARIANT_HEADER = "Deterrence-Variant"
 BLOCKED_STATUS = 403
 
 _OUTCOME_KEY = "deterrence.authz"
-_PLAIN_HEADERS = [
-    *((k.lower().encode(), v.encode()) for k, v in PLAIN_HEADERS.items()),
-    (b"content-type", b"text/plain; charset=utf-8"),
-]
+_PLAIN_HEADERS = [*raw_headers(PLAIN_HEADERS), (b"content-type", b"text/plain; charset=utf-8")]
 _HEADERS_BY_FLAVOR: dict[Flavor, tuple[bytes, bytes]] = {
     "nginx": (b"x-original-method", b"x-original-uri"),
     "traefik": (b"x-forwarded-method", b"x-forwarded-uri"),
