@@ -455,7 +455,19 @@ def _math_alphabets() -> dict[str, dict[str, str]]:
     return {style: table for style, table in styles.items() if len(table) == 52}
 
 
+def _math_greek() -> dict[str, dict[str, str]]:
+    """Mathematical Greek letters by style (𝛂 for α), for look-alikes written in them."""
+    styles: dict[str, dict[str, str]] = {}
+    for code in range(0x1D6A8, 0x1D7CA):
+        char = chr(code)
+        found = re.fullmatch(r"MATHEMATICAL (.+) (?:SMALL|CAPITAL) \w+", unicodedata.name(char, ""))
+        if found:
+            styles.setdefault(found.group(1), {})[unicodedata.normalize("NFKC", char)] = char
+    return styles
+
+
 MATH_ALPHABETS = _math_alphabets()
+MATH_GREEK = _math_greek()
 MATH_STYLES = tuple(sorted(MATH_ALPHABETS))
 
 _HALFWIDTH_KATAKANA = {
@@ -491,14 +503,22 @@ Transform = Callable[[random.Random, str], str | None]
 
 
 def case_changes(rng: random.Random, text: str) -> str | None:
+    """Upper-case all letters, initials, or letters at random. A Greek or Cyrillic
+    look-alike inside a Latin word keeps its case: ``υ`` reads as u, ``Υ`` as Y."""
     style = rng.randrange(3)
-    if style == 0:
-        out = text.upper()
-    elif style == 1:
-        out = " ".join(w[:1].upper() + w[1:] for w in text.split(" "))
-    else:
-        out = "".join(c.upper() if rng.random() < 0.5 else c for c in text)
-    return out if out != text else text.upper()
+    out: list[str] = []
+    for word in text.split(" "):
+        latin = _has_latin(word)
+        chars = [
+            c.upper()
+            if (c.isascii() or not latin)
+            and (style == 0 or (style == 1 and i == 0) or (style == 2 and rng.random() < 0.5))
+            else c
+            for i, c in enumerate(word)
+        ]
+        out.append("".join(chars))
+    changed = " ".join(out)
+    return changed if changed != text else None
 
 
 def _leet(rng: random.Random, text: str, table: Mapping[str, str], interior: bool) -> str | None:
@@ -637,7 +657,8 @@ def full_width(rng: random.Random, text: str) -> str | None:
 
 
 def math_letters(rng: random.Random, text: str) -> str | None:
-    table = MATH_ALPHABETS[rng.choice(MATH_STYLES)]
+    style = rng.choice(MATH_STYLES)
+    table = MATH_ALPHABETS[style] | MATH_GREEK.get(style, {})
     return "".join(table.get(c, c) for c in text)
 
 
@@ -677,7 +698,15 @@ def joined_phrase(rng: random.Random, text: str) -> str | None:
 
 
 def separated_phrase(rng: random.Random, text: str) -> str | None:
-    return text.replace(" ", rng.choice(PHRASE_SEPARATORS))
+    """One separator between every two words, or (half the time) a separator or a
+    space chosen for each gap: ``zorb-quen lax``."""
+    words = text.split(" ")
+    if rng.random() < 0.5:
+        return rng.choice(PHRASE_SEPARATORS).join(words)
+    gaps = [rng.choice(PHRASE_SEPARATORS + " ") for _ in words[1:]]
+    if all(g == " " for g in gaps):
+        gaps[rng.randrange(len(gaps))] = rng.choice(PHRASE_SEPARATORS)
+    return words[0] + "".join(g + w for g, w in zip(gaps, words[1:], strict=True))
 
 
 @dataclass(frozen=True)
@@ -727,7 +756,7 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
     ),
     Perturbation(
         "separated-phrase",
-        "phrase split by - . _ / +",
+        "phrase split by - . _ / + (and spaces)",
         separated_phrase,
         lambda t: _latin(t) and len(t.words) > 1,
     ),
