@@ -1,0 +1,368 @@
+"""Properties of matching and canonicalization that hold for any input (hypothesis).
+
+- ``Matcher.match`` never raises: any ``str`` (lone surrogates, controls, unassigned
+  code points), empty, 100 KB long;
+- canonicalization is idempotent;
+- a match survives every evasion of DESIGN §4 (invented words, random perturbation);
+- a query of plain lower-case words matches a single-word term exactly when one of its
+  words is within the term's edit allowance (DESIGN §4), and only then.
+
+Terms are invented words built from syllables; nothing here is a real search term.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import unicodedata
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from rapidfuzz.distance import OSA
+
+from deterrence.evaluation import (
+    PAIRS,
+    PERTURBATIONS,
+    InventedTerm,
+    Perturbation,
+    allowance,
+    collapse,
+    perturb_pair,
+)
+from deterrence.lists import Rule, Term, TermList
+from deterrence.matcher import Match, Matcher
+from deterrence.text import LOOKALIKES, canonicalize, is_no_space_script
+
+MATCHER = Matcher(
+    [
+        TermList(
+            id="invented",
+            category="testing",
+            terms=(
+                Term("zorblax", True),
+                Term("quendrific", True),
+                Term("blorvish tanquel", True),
+                Term("lime", True),
+                Term("flarnish", True, substring=True),
+                Term("桥鲸笔", True),
+                Term("зорбляк", True),
+            ),
+            allow=("report zorblax",),
+            rules=(Rule("pair", (("glimmerdusk", "vornish"), ("skelvat",))),),
+        ),
+        TermList(id="exact", category="testing", fuzzy=False, terms=(Term("tozzlewick", False),)),
+    ]
+)
+
+ANY_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()))
+ODD_TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(categories=["Cc", "Cf", "Co", "Cn", "Mn", "Me", "Zl", "Zp", "Zs"]),
+        st.sampled_from("\ud800\udbff\udc00\udfff\u200b\u200d\u2060\ufeff\u202e\u034f\ufe0f"),
+        st.sampled_from("zorblax 0134578@$!|-._ "),
+    )
+)
+
+
+def assert_match_or_none(query: str) -> None:
+    found = MATCHER.match(query)
+    assert found is None or isinstance(found, Match)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ANY_TEXT)
+def test_match_never_raises_on_any_text(query: str) -> None:
+    assert_match_or_none(query)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ODD_TEXT)
+def test_match_never_raises_on_controls_marks_and_surrogates(query: str) -> None:
+    assert_match_or_none(query)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        " ",
+        "\ud800",  # lone high surrogate
+        "\udfff",  # lone low surrogate
+        "zor\ud800blax",
+        "\udc80" * 50,
+        "\x00" * 1000,
+        "\u200d" * 1000,
+        "\u0301" * 1000,
+        "zorblax" + "\u0301" * 1000,
+        "\U0010ffff\U000e0041\ufffe\uffff",
+    ],
+    ids=repr,
+)
+def test_match_never_raises_on_edge_cases(query: str) -> None:
+    assert_match_or_none(query)
+
+
+def _long_queries() -> list[tuple[str, str]]:
+    rng = random.Random(7)
+    alphabet = "zorblax quendrific 0134@$|-._ \u200b\u0301ｚ𝐳зо桥"
+    size = 100_000
+    return [
+        ("letters", "a" * size),
+        ("one word repeated", ("zorblax " * (size // 8))[:size]),
+        ("spaced letters", ("z o r b l a x " * (size // 14))[:size]),
+        ("punctuation", "-" * size),
+        ("digits", "1" * size),
+        ("dotted letters", ("z." * (size // 2))[:size]),
+        ("mixed", "".join(rng.choice(alphabet) for _ in range(size))),
+        ("han", "桥" * size),
+    ]
+
+
+@pytest.mark.parametrize(("kind", "query"), _long_queries(), ids=[k for k, _ in _long_queries()])
+def test_match_never_raises_on_100_kb(kind: str, query: str) -> None:
+    started = time.perf_counter()
+    assert_match_or_none(query)
+    # The middleware cuts queries to max_query_chars; this only guards against a blow-up.
+    assert time.perf_counter() - started < 30
+
+
+_LEET = set("0134578@$!|9")
+
+
+def lookalike_after_normalization(char: str) -> bool:
+    normal = unicodedata.normalize("NFKC", char)
+    return char not in LOOKALIKES and any(
+        c in LOOKALIKES for c in normal + normal.casefold() + char.casefold()
+    )
+
+
+def known_non_idempotent(text: str) -> bool:
+    """The known ways canonicalization is not idempotent (see the xfail tests below):
+    a look-alike reached only after NFKC or casefold; a leet digit beside look-alikes in
+    a word without Latin; a combining mark on a leet digit or symbol; one punctuation
+    mark or a leet digit beside Han; symbols at a word's edge, read both as punctuation
+    and as letters."""
+    text += unicodedata.normalize("NFKC", text)
+    leet = any(c in _LEET for c in text)
+    return (
+        any(c in "@$!|" for c in text)
+        or any(lookalike_after_normalization(c) for c in text)
+        or (leet and any(c in LOOKALIKES for c in text))
+        or (leet and any(unicodedata.combining(c) for c in text))
+        or (
+            any(is_no_space_script(c) for c in text)
+            and not all(is_no_space_script(c) or c.isspace() for c in text)
+        )
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(ANY_TEXT)
+def test_canonicalization_is_idempotent(text: str) -> None:
+    assume(not known_non_idempotent(text))
+    once = canonicalize(text)
+    assert canonicalize(once) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(ODD_TEXT)
+def test_canonicalization_is_idempotent_on_odd_text(text: str) -> None:
+    assume(not known_non_idempotent(text))
+    once = canonicalize(text)
+    assert canonicalize(once) == once
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="text.py bug: look-alikes are looked up on the raw character, so those reached "
+    "only through NFKC or casefold stay Greek and cost an edit each: mathematical Greek "
+    "(z𝛐rbl𝛂x), the micro sign µ, U+0345 (which casefolds to ι)",
+)
+@pytest.mark.parametrize(
+    ("query", "term"),
+    [
+        ("z\U0001d6d0rbl\U0001d6c2x", "zorblax"),  # 𝛐 𝛂: mathematical bold omicron, alpha
+        ("z\u00b5vr\u00b5x", "zuvrux"),  # micro sign, twice
+        ("mi\u0345rv\u0345el", "mirvel"),  # combining ypogegrammeni, twice
+    ],
+)
+def test_lookalikes_reached_through_normalization(query: str, term: str) -> None:
+    assert Matcher.from_terms([term]).match(query) is not None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="text.py bug: a combining mark on a leet digit or symbol is kept (its base is "
+    "no letter), so each costs an edit: z0\u0301rbl4\u0301x evades zorblax",
+)
+def test_diacritics_on_leet_digits_are_dropped() -> None:
+    assert canonicalize("z0\u0301rbl4\u0301x") == "zorblax"
+    assert Matcher.from_terms(["zorblax"]).match("z0\u0301rbl4\u0301x") is not None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="text.py: Latin written next to Han in one canonical word, by a weak join "
+    "('a¡𠀀' -> 'a𠀀') or a leet digit ('0㐀' -> 'o㐀'); a second pass splits the scripts",
+)
+@pytest.mark.parametrize("text", ["a¡𠀀", "0㐀"])
+def test_latin_beside_han_is_idempotent(text: str) -> None:
+    once = canonicalize(text)
+    assert canonicalize(once) == once
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="text.py: leet runs after look-alikes (steps 4, 5), so '0ш' reads 'oш', which a "
+    "second pass reads as Latin 'ow': canonicalize is not idempotent there",
+)
+def test_leet_beside_cyrillic_is_idempotent() -> None:
+    once = canonicalize("0ш")
+    assert canonicalize(once) == once
+
+
+# -- matches survive evasions ---------------------------------------------------------
+
+_ONSETS = ("b", "d", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "kr", "qu", "x")
+_NUCLEI = ("a", "e", "i", "o", "u", "y", "ai", "ou")
+_CODAS = ("", "", "n", "r", "l", "x", "k", "rb", "sk")
+
+_syllable = st.builds(lambda o, n, c: o + n + c, *map(st.sampled_from, (_ONSETS, _NUCLEI, _CODAS)))
+invented_words = (
+    st.lists(_syllable, min_size=2, max_size=5)
+    .map("".join)
+    .filter(lambda w: 4 <= len(w) <= 14 and collapse(w) == w)
+)
+invented_terms = st.lists(invented_words, min_size=1, max_size=3).map(" ".join)
+
+# Known misses, left out here until fixed and measured in the quality evaluation
+# (tests/test_quality.py has an xfail example of each): two edits that straddle the
+# matcher's partition boundaries, phrases whose words meet on a doubled letter, phrases
+# split by a mix of spaces and punctuation, and look-alikes in mathematical Greek.
+_SINGLES = [p for p in PERTURBATIONS if p.name not in ("edit-2", "separated-phrase")]
+_PAIRS = [
+    pair
+    for pair in PAIRS
+    if "edit-2" not in (pair[0].name, pair[1].name)
+    # phrases split by a mix of spaces and punctuation: tests/test_quality.py
+    and "separated-phrase" not in (pair[0].name, pair[1].name)
+    # mathematical Greek look-alikes: test_lookalikes_reached_through_normalization
+    and {pair[0].name, pair[1].name} != {"greek-lookalikes", "math-letters"}
+]
+
+
+def doubled_across_a_join(text: str) -> bool:
+    words = text.split(" ")
+    return any(a[-1] == b[0] for a, b in itertools.pairwise(words))
+
+
+@settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
+@given(invented_terms, st.sampled_from(_SINGLES), st.integers(0, 2**32))
+def test_a_match_survives_each_evasion(text: str, perturbation: Perturbation, seed: int) -> None:
+    term = InventedTerm(text)
+    assume(perturbation.eligible(term) and not doubled_across_a_join(text))
+    query = perturbation.apply(random.Random(seed), text)
+    assume(query is not None)
+    assert query is not None
+    found = Matcher.from_terms([text]).match(query)
+    assert found is not None, (query, perturbation.name)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
+@given(invented_terms, st.sampled_from(_PAIRS), st.integers(0, 2**32))
+def test_a_match_survives_two_evasions(
+    text: str, pair: tuple[Perturbation, Perturbation], seed: int
+) -> None:
+    term = InventedTerm(text)
+    assume(pair[0].eligible(term) and pair[1].eligible(term) and not doubled_across_a_join(text))
+    query = perturb_pair(random.Random(seed), term, pair)
+    assume(query is not None)
+    assert query is not None
+    found = Matcher.from_terms([text]).match(query)
+    assert found is not None, (query, pair[0].name, pair[1].name)
+
+
+# -- plain words match exactly within the allowance -------------------------------------
+
+TERMS = ("zorblax", "mirvel", "tozz", "quendrific")
+EXACT = Matcher.from_terms(TERMS)
+_letters = "abcdefghijklmnopqrstuvwxyz"
+
+
+@st.composite
+def near_words(draw: st.DrawFn) -> str:
+    """A term after up to three random edits, or a random lower-case word."""
+    if draw(st.booleans()):
+        return draw(st.text(alphabet=_letters, min_size=1, max_size=12))
+    word = draw(st.sampled_from(TERMS))
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(("insert", "delete", "substitute", "transpose")))
+        at = draw(st.integers(0, max(0, len(word) - 1)))
+        letter = draw(st.sampled_from(_letters))
+        if op == "insert":
+            word = word[:at] + letter + word[at:]
+        elif op == "delete" and len(word) > 1:
+            word = word[:at] + word[at + 1 :]
+        elif op == "substitute":
+            word = word[:at] + letter + word[at + 1 :]
+        elif op == "transpose" and at + 1 < len(word):
+            word = word[:at] + word[at + 1] + word[at] + word[at + 2 :]
+    return word
+
+
+def readings(words: list[str]) -> list[str]:
+    """What §4 lets a query of plain lower-case words match as: each word, and each
+    stretch of a run of three or more single letters (``a z o r b`` holds ``zorb``)."""
+    out: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:
+        if len(word) == 1:
+            run.append(word)
+            continue
+        if len(run) >= 3:
+            out += ["".join(run[i:j]) for i in range(len(run)) for j in range(i + 1, len(run) + 1)]
+        else:
+            out += run
+        run = []
+        if word:
+            out.append(word)
+    return [collapse(r) for r in out]
+
+
+CANONICAL_TERMS = tuple(collapse(t) for t in TERMS)  # "tozz" is "toz"
+
+
+def within_allowance(reading: str) -> bool:
+    return any(OSA.distance(reading, t) <= allowance(len(t)) for t in CANONICAL_TERMS)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(near_words(), min_size=1, max_size=5))
+def test_plain_words_match_only_within_the_allowance(words: list[str]) -> None:
+    query = " ".join(words)
+    if EXACT.match(query) is not None:
+        assert any(within_allowance(r) for r in readings(words)), query
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(near_words(), min_size=1, max_size=5))
+def test_plain_words_within_one_edit_always_match(words: list[str]) -> None:
+    # Terms of 5-8 letters (one edit); the two-edit case has a known miss (see above).
+    query = " ".join(words)
+    near = [
+        r
+        for r in readings(words)
+        if any(OSA.distance(r, t) <= allowance(len(t)) for t in CANONICAL_TERMS if len(t) <= 8)
+    ]
+    if near:
+        assert EXACT.match(query) is not None, (query, near)
