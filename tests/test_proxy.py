@@ -590,6 +590,29 @@ def test_proxy_command_checks_searches_and_forwards_the_rest(tmp_path: Path) -> 
     assert other.json()["target"] == f"/about?q={BLOCK_TERM}"  # not a search path
     assert site.targets() == ["/search?q=tea", f"/search?q={WARN_TERM}", f"/about?q={BLOCK_TERM}"]
     assert 'deterrence_requests_inspected_total{route="/search"} 3.0' in metrics
+    access_log = [
+        line for line in (tmp_path / "proxy.log").read_text().splitlines() if "GET" in line
+    ]
+    searches = [line for line in access_log if "/search" in line]
+    assert len(searches) == 3  # logged, redacted
+    for line in searches:
+        assert "zorblax" not in line and "257A" not in line and WARN_TERM not in line
+        assert "tea" not in line
+
+
+def test_proxy_app_works_without_lifespan_and_closes_its_pool_on_shutdown(
+    upstream: tuple[Upstream, str],
+) -> None:
+    app = ProxyApp(upstream[1])
+    with serve(app, lifespan="off") as url, client() as http:
+        assert http.get(f"{url}/echo").status_code == 200  # pool opened by the request
+        assert app._session is not None
+    app = ProxyApp(upstream[1])
+    with serve(app, lifespan="on") as url:
+        assert app._session is not None  # opened at startup
+        with client() as http:
+            assert http.get(f"{url}/echo").status_code == 200
+    assert app._session is None  # closed at shutdown
 
 
 def test_proxy_command_counts_upstream_failures(tmp_path: Path) -> None:
