@@ -53,6 +53,7 @@ from starlette.types import Message, Receive, Scope, Send
 from deterrence.headers import raw_headers
 from deterrence.middleware import Decision, DeterrenceMiddleware, decision_of
 from deterrence.pages import PLAIN_HEADERS, PageRecorder
+from deterrence.paths import normalize_path
 from deterrence.settings import Settings
 
 __all__ = ["AuthzApp", "Flavor", "OriginalRequest", "original_request", "rewrite_scope"]
@@ -124,24 +125,6 @@ def rewrite_scope(scope: Scope, original: OriginalRequest) -> Scope:
         "root_path": "",
         "state": dict(scope.get("state") or {}),
     }
-
-
-def normalize_path(path: str) -> str:
-    """Merge slashes and resolve ``.`` and ``..`` like the proxies do before they
-    pick a location, so ``//search`` or ``/x/../search`` are seen as ``/search``."""
-    segments: list[str] = []
-    for segment in path.split("/"):
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(segment)
-    normalized = "/" + "/".join(segments)
-    if segments and path.endswith(("/", "/.", "/..")):
-        normalized += "/"
-    return normalized
 
 
 @dataclass(slots=True)

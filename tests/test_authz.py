@@ -20,7 +20,6 @@ from deterrence.authz import (
     AuthzApp,
     BadDecisionRequest,
     OriginalRequest,
-    normalize_path,
     original_request,
     rewrite_scope,
 )
@@ -100,23 +99,6 @@ def test_rewritten_scope_looks_like_the_original_request() -> None:
     assert inner["headers"] == scope["headers"]
     assert inner["state"] == {"kept": 1} and inner["state"] is not scope["state"]
     assert scope["path"] == "/nginx"  # the server's own scope is untouched
-
-
-@pytest.mark.parametrize(
-    ("path", "normalized"),
-    [
-        ("/search", "/search"),
-        ("//search", "/search"),
-        ("/./search", "/search"),
-        ("/x/../search", "/search"),
-        ("/../../search", "/search"),
-        ("/search/", "/search/"),
-        ("/", "/"),
-        ("", "/"),
-    ],
-)
-def test_paths_are_normalized_like_the_proxies_do(path: str, normalized: str) -> None:
-    assert normalize_path(path) == normalized
 
 
 # --- the live service ---------------------------------------------------------------
