@@ -11,9 +11,10 @@ Matching (DESIGN §4) runs in two passes over the canonical query
 2. **Fuzzy and alternatives**: every query word (and every join of words that
    a lone punctuation mark separates, and every alternative reading) is looked
    up in the vocabulary of term words, exactly and through a partition index:
-   a term word within *k* edits of a query word keeps one of its *k* + 1 parts
-   intact, so looking up the query's parts at the few offsets they can have
-   gives a short candidate list, which rapidfuzz's OSA distance then verifies.
+   a term word within one edit of a query word keeps one half intact, within
+   two edits one quarter, so looking up the query's parts at the few offsets
+   they can have gives a short candidate list, which rapidfuzz's OSA distance
+   then verifies.
    No query is ever compared with every term. Multi-word terms are assembled
    from consecutive words through an index keyed by their first two words.
 
@@ -117,7 +118,10 @@ class _Edge:
 
 
 def _compute_part_bounds(length: int) -> tuple[int, ...]:
-    parts = allowance(length) + 1
+    # One edit leaves one half intact (a transposition across the middle is probed
+    # separately). Two edits need quarters, not thirds: a transposition across a
+    # boundary touches two parts, so with the second edit three of four can be hit.
+    parts = (1, 2, 4)[allowance(length)]
     return tuple(length * i // parts for i in range(parts + 1))
 
 
@@ -148,7 +152,8 @@ class Matcher:
             for term in term_list.terms:
                 self._add(keys, list_index, _TERM, term)
             for phrase in term_list.allow:
-                self._add(keys, list_index, _ALLOW, Term(phrase, term_list.fuzzy))
+                # Exact only: a misspelt allow phrase must not cancel a real match.
+                self._add(keys, list_index, _ALLOW, Term(phrase, fuzzy=False))
             for rule_index, rule in enumerate(term_list.rules):
                 for group_index, group in enumerate(rule.all_of):
                     for member in group:
@@ -227,18 +232,21 @@ class Matcher:
         pattern_index = len(self._patterns)
         phrase = " ".join(words)
         joined = "".join(words)
-        anywhere = term.substring or is_no_space_script(joined)
-        word_ids = tuple(self._word_id(w) for w in words) if not anywhere else ()
+        no_space_script = is_no_space_script(joined)
+        anywhere = term.substring or no_space_script
+        word_ids = tuple(self._word_id(w) for w in words) if not no_space_script else ()
         self._patterns.append(
             _Pattern(list_index, kind, term.text, word_ids, term.fuzzy, rule, group)
         )
         # Automaton values: (pattern, key length, needs word boundaries, joined form)
         keys[phrase].append((pattern_index, len(phrase), not anywhere, False))
-        if anywhere:
+        if no_space_script:
             return
+        # Words for the fuzzy pass: substring terms too, so that a misspelt
+        # substring term still matches as a whole word (exact inside words).
         self._phrases[word_ids[:2]].append(pattern_index)
         if len(words) > 1:
-            keys[joined].append((pattern_index, len(joined), True, True))
+            keys[joined].append((pattern_index, len(joined), not anywhere, True))
             joined_id = self._word_id(joined)
             self._joined[joined_id].append(pattern_index)
             if term.fuzzy and allowance(len(joined)):
@@ -345,7 +353,9 @@ class Matcher:
 
     def _lattice_hits(self, canonical: CanonicalText) -> list[_Hit]:
         edges = self._edges(canonical)
-        needed = False
+        # The automaton saw punctuation-joined words only joined; phrases that need
+        # some of them apart and some together are assembled here.
+        needed = any(token.join for token in canonical.tokens)
         for edge in edges:
             edge.candidates = self._candidates(edge.text)
             if edge.candidates and (not edge.primary or any(d for d in edge.candidates.values())):

@@ -135,3 +135,25 @@ def test_a_matcher_is_shared_safely_across_threads() -> None:
     for thread in threads:
         thread.join()
     assert results == [expected] * 4
+
+
+def test_a_phrase_with_some_words_joined_by_punctuation_and_some_spaced() -> None:
+    matcher = Matcher.from_terms(["vropdrolt stolshark fregsebxe"])
+    assert matcher.match("esse vropdrolt+stolshark fregsebxe dl")
+    assert matcher.match("vropdrolt stolshark_fregsebxe")
+
+
+def test_two_transpositions_one_across_a_part_boundary() -> None:
+    assert Matcher.from_terms(["gourxurbthog"]).match("goruxurtbhog")
+
+
+def test_allow_phrases_match_exactly_so_a_misspelling_cannot_cancel_a_match() -> None:
+    assert term_of("reprot zorblax") == "zorblax"
+    assert term_of("report zorblax") is None
+
+
+def test_a_misspelt_substring_term_still_matches_as_a_whole_word() -> None:
+    matcher = Matcher([make(terms=(Term("kvibmam", True, substring=True),))])
+    assert matcher.match("kvbimam ucrania")  # fuzzy, as a word
+    assert matcher.match("superkvibmamish")  # exact, inside a word
+    assert not matcher.match("superkvbimamish")  # not fuzzy inside words
