@@ -30,7 +30,7 @@ def percent_decode(raw: bytes, *, plus_is_space: bool = True) -> bytes:
     length = len(raw)
     while i < length:
         byte = raw[i]
-        if byte == 0x25 and i + 2 < length + 0 and raw[i + 1] in _HEX and raw[i + 2] in _HEX:
+        if byte == 0x25 and i + 2 < length and raw[i + 1] in _HEX and raw[i + 2] in _HEX:
             out.append(int(raw[i + 1 : i + 3], 16))
             i += 3
         else:
@@ -40,19 +40,31 @@ def percent_decode(raw: bytes, *, plus_is_space: bool = True) -> bytes:
 
 
 def decode_text(raw: bytes, charset: str = "utf-8") -> str:
+    """``raw`` as text in ``charset``, falling back to UTF-8. Never raises: some
+    codecs refuse ``errors="replace"`` (idna, punycode) or are not text codecs
+    at all (rot13, base64), and a client picks the charset."""
     try:
         return raw.decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, UnicodeError, ValueError):
         return raw.decode("utf-8", errors="replace")
 
 
 def value_readings(raw: bytes, charset: str = "utf-8") -> list[str]:
     """The text of one encoded value: decoded once, and once more when the
-    result still holds percent-escapes (double encoding, ``%257A``)."""
+    result still holds percent-escapes (double encoding, ``%257A``). A value
+    in another charset than UTF-8 is read both ways: the app may ignore the
+    declared charset, and inspecting more is the safe side."""
     once = percent_decode(raw)
-    readings = [decode_text(once, charset)]
-    if _PERCENT_ESCAPE.search(once):
-        readings.append(decode_text(percent_decode(once, plus_is_space=False), charset))
+    twice = percent_decode(once, plus_is_space=False) if _PERCENT_ESCAPE.search(once) else None
+    charsets = (charset,) if charset == "utf-8" else (charset, "utf-8")
+    readings: list[str] = []
+    for encoded in (once, twice):
+        if encoded is None:
+            continue
+        for name in charsets:
+            text = decode_text(encoded, name)
+            if text not in readings:
+                readings.append(text)
     return readings
 
 
@@ -85,7 +97,7 @@ def charset_of(params: dict[str, str]) -> str:
     charset = params.get("charset", "utf-8") or "utf-8"
     try:
         return codecs.lookup(charset).name
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or not even a name (NUL bytes)
         return "utf-8"
 
 
@@ -123,11 +135,19 @@ def multipart_values(
 
 
 def json_values(body: bytes, keys: Collection[str], charset: str = "utf-8") -> Iterator[str]:
-    """String values under the wanted keys, at any depth, of a JSON body."""
+    """String values under the wanted keys, at any depth, of a JSON body.
+
+    When the body does not parse in ``charset`` it is tried once more the way
+    ``json.loads`` reads bytes (UTF-8, -16 or -32 by their byte pattern):
+    that is what most Python apps do, whatever the Content-Type says, so a
+    UTF-16 body must not slip past uninspected."""
     try:
         document = json.loads(decode_text(body, charset))
     except (ValueError, RecursionError):
-        return
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            return
     yield from _walk_json(document, keys, depth=0)
 
 
