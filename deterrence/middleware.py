@@ -12,6 +12,16 @@ string, form, multipart and JSON bodies), matches it, and then:
 Everything else — other paths, websockets, lifespan — passes straight through,
 except the routes deterrence serves itself under ``settings.prefix`` and the
 metrics route. A body the middleware read is replayed to the app byte for byte.
+``OPTIONS`` requests pass uninspected: a CORS preflight carries no one's search,
+and blocking it would keep the browser from ever fetching the warning.
+
+Term lists reload without a restart (:mod:`deterrence.reload`): polling, SIGHUP
+and ``POST {prefix}/admin/reload`` (:mod:`deterrence.admin`) start while the
+app's lifespan runs.
+
+When inspecting fails — decoding raised, or the matcher did — the request is
+answered per ``settings.on_error``: ``open`` passes it on, ``closed`` shows the
+warning; either way it is counted (``decode``, ``match_exception``).
 
 The query never leaves this module: it is not logged, counted, put in a header
 or shown on the page, and access-log lines of inspected requests are redacted
@@ -34,11 +44,13 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deterrence import extract
+from deterrence.admin import AdminApp
 from deterrence.lists import SEVERITY
 from deterrence.logs import install_access_log_redaction
 from deterrence.matcher import Match, Matcher
 from deterrence.metrics import NO_VARIANT, Recorder
 from deterrence.pages import WarningPages
+from deterrence.reload import MatcherHolder
 from deterrence.settings import Settings
 
 logger = logging.getLogger("deterrence")
@@ -116,20 +128,27 @@ class DeterrenceMiddleware:
         self.query_params = frozenset(p.casefold() for p in settings.query_params)
         self.json_keys = frozenset(k.casefold() for k in settings.json_keys)
         self.prefix = settings.prefix.rstrip("/")
-        self.matcher = Matcher.from_path(settings.lists)
+        self.matcher_holder = MatcherHolder(settings)
         self.pages = WarningPages(settings)
         self.recorder = Recorder(
             settings,
-            lists=self.matcher.lists,
+            lists=self.matcher_holder.matcher.lists,
             variants=self.pages.variants,
             locales=self.pages.locales,
             services=self.pages.service_ids,
         )
         self.pages.recorder = self.recorder
+        self.matcher_holder.recorder = self.recorder
         self.metrics_app = self.recorder.metrics_app
         self.prefix_routes: dict[str, ASGIApp] = {}
+        self.mount("admin", AdminApp(settings, self.matcher_holder))
         if settings.redact_access_log:
             install_access_log_redaction(self._redacted_path)
+
+    @property
+    def matcher(self) -> Matcher:
+        """The matcher in service (replaced whole when the lists reload)."""
+        return self.matcher_holder.matcher
 
     def mount(self, name: str, app: ASGIApp) -> None:
         """Serve ``app`` at ``{prefix}/{name}`` (dashboard, admin …)."""
@@ -158,7 +177,7 @@ class DeterrenceMiddleware:
             await self.metrics_app(scope, receive, send)
             return
         route = self.routes.route_of(path)
-        if route is None:
+        if route is None or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
         await self._inspect(scope, receive, send, route)
@@ -168,7 +187,9 @@ class DeterrenceMiddleware:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.recorder.start()
+                await self.matcher_holder.start()
             elif message["type"] == "lifespan.shutdown":
+                await self.matcher_holder.stop()
                 await self.recorder.stop()
             return message
 
@@ -177,13 +198,23 @@ class DeterrenceMiddleware:
     async def _inspect(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         headers = Headers(scope=scope)
         body_messages: list[Message] = []
-        texts = list(self._query_texts(scope))
+        texts: list[str] = []
+        body: bytes | None = None
         if scope["method"] in _BODY_METHODS and self.settings.inspect_bodies:
             body, body_messages = await self._read_body(receive, headers)
+        self.recorder.inspected(route)
+        try:
+            texts.extend(self._query_texts(scope))
             if body is not None:
                 texts.extend(self._body_texts(body, headers))
-        self.recorder.inspected(route)
+        except Exception as exc:  # extract never raises by design; if it ever does, count it
+            logger.error("decoding the request failed with %s", type(exc).__name__)
+            self.recorder.error("decode")
+            decoded = False
+        else:
+            decoded = True
         match, failed = self._match_all(texts)
+        failed = failed or not decoded
         replay = _replaying(body_messages, receive)
         if failed and self.settings.on_error == "closed":
             await self._block(scope, replay, send, headers, None)
@@ -210,7 +241,13 @@ class DeterrenceMiddleware:
             self.recorder.intervention(
                 list_id=match.list_id, category=match.category, action="block", variant=variant
             )
-        response = self.pages.block_response(headers, match, variant, self.settings.block_status)
+        response = self.pages.block_response(
+            headers,
+            match,
+            variant,
+            self.settings.block_status,
+            count_view=scope["method"] != "HEAD",  # no page was shown
+        )
         await response(scope, receive, send)
 
     def _query_texts(self, scope: Scope) -> Iterator[str]:
@@ -238,7 +275,8 @@ class DeterrenceMiddleware:
             return None, []
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        # isascii: str.isdigit() accepts "²", which int() refuses.
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             self.recorder.error("body_too_large")
             return None, []
         messages: list[Message] = []
@@ -264,13 +302,14 @@ class DeterrenceMiddleware:
         best: Match | None = None
         failed = False
         limit = self.settings.max_query_chars
+        matcher = self.matcher_holder.matcher  # one list set per request, even mid-reload
         started = time.perf_counter()
         for text in texts:
             if len(text) > limit:
                 self.recorder.error("query_too_long")
                 text = text[:limit]
             try:
-                match = self.matcher.match(text)
+                match = matcher.match(text)
             except Exception as exc:
                 # The exception's type only: its message could quote the query.
                 logger.error(

@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     reload_poll_seconds: float = 0.0
     """Poll list files for changes every N seconds; 0 disables polling."""
+    list_urls: list[str] = Field(default_factory=list)
+    """HTTPS URLs of list files (``.toml`` / ``.txt``) for fleets, cached under
+    ``data_dir``. Fragment options: ``#sha256=<hex>`` pins the content,
+    ``#name=lists.toml`` names a file whose URL does not end in one."""
+    list_urls_poll_seconds: float = 300.0
+    """Poll the list URLs (ETag / If-Modified-Since) every N seconds; 0 disables."""
+    list_urls_timeout_seconds: float = 10.0
+    list_urls_allow_http: bool = False
+    """Allow plain ``http://`` list URLs (tests, a trusted local mirror)."""
     redact_access_log: bool = True
 
     # --- reverse proxy (`deterrence proxy`) ---------------------------------

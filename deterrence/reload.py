@@ -1,0 +1,398 @@
+"""Hot reload of term lists: a new list set goes into service without a restart and
+without dropping or slowing a request.
+
+:class:`MatcherHolder` owns the :class:`~deterrence.matcher.Matcher` in service. A
+reload builds the new one on a worker thread, so the event loop keeps answering, and
+then replaces the ``matcher`` attribute in one assignment. The middleware reads that
+attribute once per request: every request is matched against one list set from start
+to end, the old or the new, never a mix, and nothing waits for a lock.
+
+What starts a reload:
+
+- **polling** (``settings.reload_poll_seconds``, 0 = off): the size, mtime and inode
+  of every list file, and which files each configured directory holds, are compared
+  each interval. A change must look the same on two polls in a row before it is
+  loaded, so a file caught half-written is read once it is complete; a change that
+  leaves every file's sha256 as it was (``touch``) rebuilds nothing;
+- **SIGHUP**, when the app runs in the main thread of its process (``kill -HUP``);
+- **POST {prefix}/admin/reload** (:mod:`deterrence.admin`);
+- **list URLs** (``settings.list_urls``, polled every ``list_urls_poll_seconds``):
+  see :mod:`deterrence.remote_lists`.
+
+A reload is all or nothing. When any file fails to load, or a file that was in service
+has vanished (a half-finished deploy looks exactly like that), the matcher in service
+stays and the failure is counted — ``deterrence_list_reloads_total{result="error"}``
+and ``deterrence_errors_total{kind="list_invalid"|"list_missing"}`` — and logged with
+file and line. To retire a list, restart, or first set its ``action = "count"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+import threading
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import anyio.to_thread
+
+from deterrence import remote_lists
+from deterrence.lists import ListError, TermList, list_files, load_lists
+from deterrence.matcher import Matcher
+from deterrence.remote_lists import Fetched, FetchError, RemoteList
+from deterrence.settings import Settings
+
+__all__ = ["MatcherHolder", "ReloadResult"]
+
+logger = logging.getLogger("deterrence.reload")
+
+MAX_PROBLEMS_SHOWN = 5
+"""A reload error names at most this many problems (the log and dashboard stay readable)."""
+
+Stat = tuple[int, int, int]
+"""(inode, mtime in ns, size) of one file."""
+Snapshot = tuple[tuple[str, Stat | None], ...]
+"""Every list file (and every configured path that is missing, with None), sorted."""
+
+
+class ReloadRecorder(Protocol):
+    """The part of :class:`~deterrence.metrics.Recorder` a reload reports to."""
+
+    def list_reload(
+        self,
+        result: Literal["ok", "error"],
+        *,
+        lists: tuple[TermList, ...] | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    def error(self, kind: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    result: Literal["ok", "error", "unchanged"]
+    lists: tuple[TermList, ...]
+    """The lists in service afterwards."""
+    error: str | None = None
+    """What was wrong, by file and line (never anything from a request)."""
+    kind: str | None = None
+    """``list_invalid``, ``list_missing``, or None for a list URL that could not be fetched."""
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "result": self.result,
+            "error": self.error,
+            "lists": [
+                {"id": t.id, "action": t.action, "version": t.version, "terms": len(t.terms)}
+                for t in self.lists
+            ],
+        }
+
+
+class _ListsMissing(ListError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Files:
+    """The list files at one moment: their stat and their content's sha256."""
+
+    snapshot: Snapshot
+    digests: dict[str, str]
+
+    @classmethod
+    def now(cls, snapshot: Snapshot) -> _Files:
+        return cls(snapshot, _digests(snapshot))
+
+
+class MatcherHolder:
+    """The matcher in service, and everything that replaces it.
+
+    Builds the first matcher at once (raising :class:`~deterrence.lists.ListError`
+    like ``Matcher.from_path``). ``recorder`` may be set later: the Recorder is built
+    from the lists this loads. ``await start()`` / ``await stop()`` begin and end
+    polling and the SIGHUP handler (the middleware calls them at lifespan start-up
+    and shutdown).
+    """
+
+    def __init__(self, settings: Settings, *, recorder: ReloadRecorder | None = None) -> None:
+        self.settings = settings
+        self.recorder = recorder
+        self.paths = [Path(p) for p in settings.lists]
+        allow_http = settings.list_urls_allow_http
+        self.remotes = [
+            remote_lists.parse_list_url(url, settings.data_dir, allow_http=allow_http)
+            for url in settings.list_urls
+        ]
+        self._lock = threading.Lock()
+        self._seen: Snapshot = ()  # what polling last acted on
+        self._candidate: Snapshot | None = None
+        self._rejected: dict[str, str] = {}  # URL -> sha256 of content that failed to load
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._signal_loop: asyncio.AbstractEventLoop | None = None
+        self.matcher: Matcher = self._first_load()
+
+    # --- loading ---------------------------------------------------------------
+
+    def _first_load(self) -> Matcher:
+        staged: list[Fetched] = []
+        for remote in self.remotes:
+            if remote.cached():
+                continue  # the last good copy; polling refreshes it once running
+            try:
+                fetched = self._fetch(remote)
+            except FetchError as exc:
+                raise ListError([f"{exc} (and no cached copy in {remote.directory})"]) from exc
+            if fetched is not None:
+                staged.append(fetched)
+        try:
+            matcher, self._in_service = self._build(staged)
+        except ListError:
+            for fetched in staged:
+                remote_lists.discard(fetched)
+            raise
+        for fetched in staged:
+            remote_lists.promote(fetched)
+        self._seen = self._snapshot()
+        return matcher
+
+    def _files(self, staged: Mapping[Path, Path]) -> list[Path]:
+        files: list[Path] = []
+        for path in self.paths:
+            if path.exists():
+                files.extend(list_files(path))
+        for remote in self.remotes:
+            files.append(staged.get(remote.path, remote.path))
+        return files
+
+    def _snapshot(self) -> Snapshot:
+        entries: dict[str, Stat | None] = {}
+        for path in [*self.paths, *(r.path for r in self.remotes)]:
+            if not path.exists():
+                entries[str(path)] = None
+        for file in self._files({}):
+            try:
+                stat = file.stat()
+            except OSError:
+                entries[str(file)] = None
+            else:
+                entries[str(file)] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        return tuple(sorted(entries.items()))
+
+    def _build(self, fetched: list[Fetched]) -> tuple[Matcher, _Files]:
+        """Load every list (with ``fetched`` bodies in place of their cached copies) and
+        build a matcher. Raises ListError (``_ListsMissing`` for vanished files).
+
+        The files are recorded *before* they are read: if one changes meanwhile, the
+        record is older than what was loaded and the next poll loads it again."""
+        staged = {f.remote.path: f.remote.staging for f in fetched}
+        snapshot = self._snapshot()
+        gone = [name for name, stat in snapshot if stat is None and Path(name) not in staged]
+        previous: _Files | None = getattr(self, "_in_service", None)
+        if previous is not None:
+            present = {name for name, _ in snapshot}
+            gone += [name for name, _ in previous.snapshot if name not in present]
+        if gone:
+            raise _ListsMissing([f"{name}: list file is missing" for name in sorted(set(gone))])
+        files = _Files.now(snapshot)
+        try:
+            lists = load_lists(self._files(staged))
+        except ListError as exc:
+            raise ListError([self._describe(p, staged) for p in exc.problems]) from exc
+        return Matcher(lists), files
+
+    def _describe(self, problem: str, staged: Mapping[Path, Path]) -> str:
+        """A problem in a list fetched from a URL names the URL, not the cache file."""
+        for remote in self.remotes:
+            for local in (staged.get(remote.path), remote.path):
+                if local is not None and problem.startswith(str(local)):
+                    return remote.url + problem[len(str(local)) :]
+        return problem
+
+    def _fetch(self, remote: RemoteList) -> Fetched | None:
+        return remote_lists.fetch(
+            remote,
+            timeout=self.settings.list_urls_timeout_seconds,
+            allow_http=self.settings.list_urls_allow_http,
+        )
+
+    # --- reloading (blocking: call on a worker thread) ---------------------------
+
+    def reload_blocking(self, reason: str, *, only_if_changed: bool = False) -> ReloadResult:
+        """Reload now. With ``only_if_changed`` (polling), files whose content is what
+        is in service already (``touch``) rebuild nothing."""
+        with self._lock:
+            return self._reload(reason, [], only_if_changed=only_if_changed)
+
+    def _reload(
+        self, reason: str, fetched: list[Fetched], *, only_if_changed: bool = False
+    ) -> ReloadResult:
+        if only_if_changed and not fetched:
+            snapshot = self._snapshot()
+            same_files = [n for n, _ in snapshot] == [n for n, _ in self._in_service.snapshot]
+            if same_files and _digests(snapshot) == self._in_service.digests:
+                self._seen = snapshot  # touched, not changed: nothing to rebuild
+                return ReloadResult("unchanged", self.matcher.lists)
+        # Polling acts on what it saw once, so a broken file is reported once, not per poll.
+        self._seen = self._snapshot()
+        try:
+            matcher, files = self._build(fetched)
+        except ListError as exc:
+            for item in fetched:
+                remote_lists.discard(item)
+                self._rejected[item.remote.url] = item.sha256
+            kind = "list_missing" if isinstance(exc, _ListsMissing) else "list_invalid"
+            return self._failed(reason, kind, exc.problems)
+        for item in fetched:
+            remote_lists.promote(item)
+            self._rejected.pop(item.remote.url, None)
+        if fetched:  # the cached copies changed under their own names
+            self._seen = self._snapshot()
+            files = _Files.now(self._seen)
+        self.matcher, self._in_service = matcher, files  # the swap
+        lists = matcher.lists
+        logger.info(
+            "term lists reloaded (%s): %d lists, %d terms",
+            reason,
+            len(lists),
+            sum(len(t.terms) for t in lists),
+        )
+        if self.recorder is not None:
+            self.recorder.list_reload("ok", lists=lists)
+        return ReloadResult("ok", lists)
+
+    def _failed(self, reason: str, kind: str | None, problems: tuple[str, ...]) -> ReloadResult:
+        shown = list(problems[:MAX_PROBLEMS_SHOWN])
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            shown.append(f"… and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+        message = "; ".join(shown)
+        logger.error(
+            "term list reload failed (%s, %s); the lists in service stay: %s",
+            reason,
+            kind or "fetch",
+            message,
+        )
+        if self.recorder is not None:
+            self.recorder.list_reload("error", error=message)
+            if kind is not None:
+                self.recorder.error(kind)
+        return ReloadResult("error", self.matcher.lists, message, kind)
+
+    def files_changed_blocking(self) -> bool:
+        """Whether polling should reload: the files differ from those in service and
+        looked the same on the previous poll too."""
+        snapshot = self._snapshot()
+        if snapshot == self._seen:
+            self._candidate = None
+            return False
+        if snapshot != self._candidate:
+            self._candidate = snapshot  # maybe still being written; look again next poll
+            return False
+        self._candidate = None
+        return True
+
+    def refresh_remote_blocking(self) -> ReloadResult | None:
+        """Fetch every list URL; reload if any changed. None when nothing changed."""
+        with self._lock:
+            fetched: list[Fetched] = []
+            failures: list[str] = []
+            for remote in self.remotes:
+                try:
+                    item = self._fetch(remote)
+                except FetchError as exc:
+                    failures.append(str(exc))
+                    continue
+                if item is None:
+                    continue
+                if self._rejected.get(remote.url) == item.sha256:
+                    remote_lists.discard(item)  # the same broken content, reported already
+                    continue
+                fetched.append(item)
+            result = self._reload("list URL", fetched) if fetched else None
+            if failures:
+                failed = self._failed("list URL", None, tuple(failures))
+                return result if result is not None and result.result == "error" else failed
+            return result
+
+    # --- asyncio ---------------------------------------------------------------
+
+    async def reload(self, reason: str = "requested") -> ReloadResult:
+        """Reload now, off the event loop."""
+        return await anyio.to_thread.run_sync(self.reload_blocking, reason)
+
+    async def start(self) -> None:
+        """Start polling and install the SIGHUP handler (main thread only)."""
+        if self._tasks:
+            return
+        if self.settings.reload_poll_seconds > 0:
+            self._spawn(self._poll_files(self.settings.reload_poll_seconds))
+        if self.remotes and self.settings.list_urls_poll_seconds > 0:
+            self._spawn(self._poll_remote(self.settings.list_urls_poll_seconds))
+        sighup = getattr(signal, "SIGHUP", None)
+        if sighup is not None and threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            try:
+                loop.add_signal_handler(sighup, self._on_sighup)
+            except (NotImplementedError, RuntimeError, ValueError):
+                logger.debug("cannot install a SIGHUP handler in this event loop")
+            else:
+                self._signal_loop = loop
+
+    async def stop(self) -> None:
+        if self._signal_loop is not None:
+            with contextlib.suppress(Exception):
+                self._signal_loop.remove_signal_handler(signal.SIGHUP)
+            self._signal_loop = None
+        tasks = list(self._tasks)  # their done callbacks shrink the set
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_sighup(self) -> None:
+        logger.info("SIGHUP: reloading term lists")
+        self._spawn(self.reload("SIGHUP"))
+
+    async def _poll_files(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await anyio.to_thread.run_sync(self.files_changed_blocking):
+                    await anyio.to_thread.run_sync(
+                        lambda: self.reload_blocking("file change", only_if_changed=True)
+                    )
+            except Exception:  # polling must outlive any surprise; the next poll retries
+                logger.exception("polling the list files failed")
+
+    async def _poll_remote(self, interval: float) -> None:
+        while True:
+            try:
+                await anyio.to_thread.run_sync(self.refresh_remote_blocking)
+            except Exception:
+                logger.exception("refreshing the list URLs failed")
+            await asyncio.sleep(interval)
+
+
+def _digests(snapshot: Snapshot) -> dict[str, str]:
+    digests: dict[str, str] = {}
+    for name, stat in snapshot:
+        if stat is None:
+            continue
+        try:
+            digests[name] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
+        except OSError:
+            continue
+    return digests
