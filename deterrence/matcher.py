@@ -172,6 +172,8 @@ class Matcher:
                 key = _part_key(len(word), index, word[bounds[index] : bounds[index + 1]])
                 self._fuzzy_index[key].append(word_id)
         self._fuzzy_lengths = frozenset(len(self._words[i]) for i in self._fuzzy_words)
+        # Probe plans for the usual word lengths, computed once at build time.
+        self._plans = {n: self._compute_probe_plan(n) for n in range(4, 48)}
         # Freeze the build-time defaultdicts so lookups never insert.
         self._fuzzy_index = dict(self._fuzzy_index)
         self._phrases = dict(self._phrases)
@@ -309,6 +311,35 @@ class Matcher:
                 edges.append(_Edge(index, end, joined, flags, True, {}))
         return edges
 
+    def _probe_plan(self, length: int) -> tuple[tuple[str, int, int], ...]:
+        plan = self._plans.get(length)
+        return plan if plan is not None else self._compute_probe_plan(length)
+
+    def _compute_probe_plan(self, length: int) -> tuple[tuple[str, int, int], ...]:
+        """Which slices of a query word of this length to look up, with the key
+        prefix (term length, part) of each."""
+        probes: list[tuple[str, int, int]] = []
+        for term_length in range(max(5, length - 2), length + 3):
+            edits = allowance(term_length)
+            if abs(term_length - length) > edits or term_length not in self._fuzzy_lengths:
+                continue
+            bounds = _part_bounds(term_length)
+            last = len(bounds) - 2
+            probes.append((_part_key(term_length, 0, ""), 0, bounds[1]))
+            tail = length - (term_length - bounds[-2])
+            probes.append((_part_key(term_length, last, ""), tail, length))
+            if edits == 1 and term_length == length:
+                # A transposition across the halves' boundary touches both: probe
+                # the left half with the two letters at the boundary swapped (-1).
+                probes.append((_part_key(term_length, 0, ""), -1, bounds[1]))
+            for index in range(1, last):
+                size = bounds[index + 1] - bounds[index]
+                for shift in range(-edits, edits + 1):
+                    offset = bounds[index] + shift
+                    if offset >= 0 and offset + size <= length:
+                        probes.append((_part_key(term_length, index, ""), offset, offset + size))
+        return tuple(probes)
+
     def _candidates(self, text: str) -> dict[int, int]:
         found: dict[int, int] = {}
         exact = self._vocabulary.get(text)
@@ -317,38 +348,22 @@ class Matcher:
         length = len(text)
         if length < 4 or not self._fuzzy_index:
             return found
+        index = self._fuzzy_index
         probed: set[int] = set()
-        for term_length in range(max(5, length - 2), length + 3):
-            edits = allowance(term_length)
-            if abs(term_length - length) > edits or term_length not in self._fuzzy_lengths:
+        for prefix, start, end in self._probe_plan(length):
+            part = text[: end - 1] + text[end] if start == -1 else text[start:end]
+            word_ids = index.get(prefix + part)
+            if word_ids is None:
                 continue
-            bounds = _part_bounds(term_length)
-            probes = [
-                _part_key(term_length, 0, text[: bounds[1]]),
-                _part_key(
-                    term_length, len(bounds) - 2, text[length - (term_length - bounds[-2]) :]
-                ),
-            ]
-            if edits == 1 and term_length == length:
-                # A transposition across the halves' boundary touches both.
-                half = bounds[1]
-                probes.append(_part_key(term_length, 0, text[: half - 1] + text[half]))
-            for index in range(1, len(bounds) - 2):
-                size = bounds[index + 1] - bounds[index]
-                for shift in range(-edits, edits + 1):
-                    offset = bounds[index] + shift
-                    if offset >= 0 and offset + size <= length:
-                        probes.append(_part_key(term_length, index, text[offset : offset + size]))
-            for probe in probes:
-                for word_id in self._fuzzy_index.get(probe, ()):
-                    if word_id in probed or word_id == exact:
-                        continue
-                    probed.add(word_id)
-                    word = self._words[word_id]
-                    limit = allowance(len(word))
-                    distance = OSA.distance(text, word, score_cutoff=limit)
-                    if distance <= limit:
-                        found[word_id] = distance
+            for word_id in word_ids:
+                if word_id in probed or word_id == exact:
+                    continue
+                probed.add(word_id)
+                word = self._words[word_id]
+                limit = allowance(len(word))
+                distance = OSA.distance(text, word, score_cutoff=limit)
+                if distance <= limit:
+                    found[word_id] = distance
         return found
 
     def _lattice_hits(self, canonical: CanonicalText) -> list[_Hit]:
