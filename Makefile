@@ -41,8 +41,13 @@ pytest: $(STAMP) system-deps
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+# Benchmarks print ratios measured in one run; see docs/benchmarks.md.
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.matcher
+	$(BIN)/python -m bench.middleware
+	$(BIN)/python -m bench.proxy
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache test-artifacts
