@@ -1,5 +1,11 @@
-"""The app under load in bench/middleware: the same small search endpoint,
-bare or behind DeterrenceMiddleware (chosen by BENCH_MIDDLEWARE=1)."""
+"""The apps under load in bench/middleware, bare or behind DeterrenceMiddleware
+(BENCH_MIDDLEWARE=1):
+
+- ``demo`` (BENCH_APP=demo): the demo search site, an HTML results page;
+- ``json`` (BENCH_APP=json): a minimal JSON endpoint over the same catalogue —
+  the worst case for the middleware's relative overhead, since the app itself
+  does almost nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from deterrence.demo import load_catalogue, search
+from deterrence.demo import create_site, load_catalogue, search
 
 BOOKS = load_catalogue()
 
@@ -21,7 +27,11 @@ async def results(request: Request) -> JSONResponse:
     return JSONResponse({"results": [book.title for book in found[:10]]})
 
 
-bare = Starlette(routes=[Route("/search", results)])
+bare: ASGIApp = (
+    create_site()
+    if os.environ.get("BENCH_APP", "json") == "demo"
+    else Starlette(routes=[Route("/search", results)])
+)
 app: ASGIApp = bare
 if os.environ.get("BENCH_MIDDLEWARE") == "1":
     from deterrence import DeterrenceMiddleware

@@ -49,8 +49,8 @@ def lua_script(directory: Path) -> Path:
     return script
 
 
-def start_server(middleware: bool, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BENCH_MIDDLEWARE": "1" if middleware else "0"}
+def start_server(app: str, middleware: bool, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BENCH_MIDDLEWARE": "1" if middleware else "0", "BENCH_APP": app}
     env["BENCH_DATA_DIR"] = str(data_dir)
     command = [
         sys.executable, "-m", "uvicorn", "bench.apps:app", "--port", str(port),
@@ -83,7 +83,7 @@ def run_wrk(port: int, script: Path, seconds: int, connections: int) -> tuple[fl
     return rate, p99.group(1) if p99 else "?"
 
 
-def measure(seconds: int, rounds: int, connections: int) -> dict[str, object]:
+def measure(app: str, seconds: int, rounds: int, connections: int) -> dict[str, object]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench.middleware needs wrk (apt-get install wrk)")
     results: dict[str, list[float]] = {"bare": [], "middleware": []}
@@ -93,7 +93,7 @@ def measure(seconds: int, rounds: int, connections: int) -> dict[str, object]:
         for round_number in range(rounds):
             for name in ("bare", "middleware"):
                 port = free_port()
-                server = start_server(name == "middleware", port, Path(tmp) / "data")
+                server = start_server(app, name == "middleware", port, Path(tmp) / "data")
                 try:
                     run_wrk(port, script, 2, connections)  # warm-up
                     rate, p99 = run_wrk(port, script, seconds, connections)
@@ -102,10 +102,15 @@ def measure(seconds: int, rounds: int, connections: int) -> dict[str, object]:
                     server.wait(timeout=20)
                 results[name].append(rate)
                 latencies[name].append(p99)
-                print(f"round {round_number + 1} {name:>10}: {rate:9.0f} req/s  p99 {p99}")
+                print(f"{app} round {round_number + 1} {name:>10}: {rate:9.0f} req/s  p99 {p99}")
     ratios = [m / b for b, m in zip(results["bare"], results["middleware"], strict=True)]
     ratio = statistics.median(ratios)
-    print(f"median throughput ratio middleware/bare: {ratio:.3f} (target >= 0.90, goal 0.97)")
+    bare = statistics.median(results["bare"])
+    added = (1 / statistics.median(results["middleware"]) - 1 / bare) * 1e6
+    print(
+        f"{app}: median throughput ratio middleware/bare {ratio:.3f} (target >= 0.90, goal 0.97);"
+        f" about {added:.0f} us added per request at {bare:.0f} req/s bare"
+    )
     return {"ratio": ratio, "rounds": results, "p99": latencies}
 
 
@@ -114,9 +119,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--app", choices=("demo", "json", "both"), default="both")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    measure(args.seconds, args.rounds, args.connections)
+    for app in ("demo", "json") if args.app == "both" else (args.app,):
+        measure(app, args.seconds, args.rounds, args.connections)
 
 
 if __name__ == "__main__":

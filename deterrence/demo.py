@@ -96,7 +96,8 @@ def _page(body: str, query: str = "") -> str:
 <button type="submit">Search</button></form>{body}</main></body></html>"""
 
 
-def create_app(settings: Settings | None = None) -> DeterrenceMiddleware:
+def create_site() -> Starlette:
+    """The search site itself, without deterrence (benchmarks compare the two)."""
     books = load_catalogue()
 
     async def home(request: Request) -> HTMLResponse:
@@ -120,8 +121,12 @@ def create_app(settings: Settings | None = None) -> DeterrenceMiddleware:
         count = f"<p>{len(found)} result{'s' if len(found) != 1 else ''}</p>"
         return HTMLResponse(_page(f"{warning_banner(request)}{count}{listing}", query))
 
-    app = Starlette(routes=[Route("/", home), Route("/search", results)])
-    middleware = DeterrenceMiddleware(app, settings)
+    return Starlette(routes=[Route("/", home), Route("/search", results)])
+
+
+def create_app(settings: Settings | None = None) -> DeterrenceMiddleware:
+    """The demo: the site behind the middleware, with the dashboard mounted."""
+    middleware = DeterrenceMiddleware(create_site(), settings)
     # Any app mounts the dashboard the same way; it answers only with credentials,
     # or to loopback clients when none are configured.
     middleware.mount("dashboard", Dashboard(middleware.settings, recorder=middleware.recorder))
