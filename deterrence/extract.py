@@ -70,15 +70,20 @@ def value_readings(raw: bytes, charset: str = "utf-8") -> list[str]:
 
 def form_values(body: bytes, names: Collection[str], charset: str = "utf-8") -> Iterator[str]:
     """Values of the wanted names in ``a=1&b=2`` data. Names compare without
-    regard to case (``Q=`` is inspected like ``q=``), since frameworks differ
-    and inspecting more is the safe side."""
+    regard to case (``Q=`` is inspected like ``q=``) or a bracket suffix
+    (``q[]=``, ``q[0]=``: PHP and Rails read those as ``q``), since frameworks
+    differ and inspecting more is the safe side."""
     if not body:
         return
     for pair in body.split(b"&"):
         name, _, value = pair.partition(b"=")
         decoded_names = value_readings(name, charset)
-        if any(n.strip().casefold() in names for n in decoded_names):
+        if any(_base_name(n) in names for n in decoded_names):
             yield from value_readings(value, charset)
+
+
+def _base_name(name: str) -> str:
+    return name.partition("[")[0].strip().casefold()
 
 
 def content_type(header: str | None) -> tuple[str, dict[str, str]]:
@@ -142,13 +147,19 @@ def json_values(body: bytes, keys: Collection[str], charset: str = "utf-8") -> I
     that is what most Python apps do, whatever the Content-Type says, so a
     UTF-16 body must not slip past uninspected."""
     try:
-        document = json.loads(decode_text(body, charset))
+        document = json.loads(decode_text(body, charset), parse_int=_skip_number)
     except (ValueError, RecursionError):
         try:
-            document = json.loads(body)
+            document = json.loads(body, parse_int=_skip_number)
         except (ValueError, RecursionError):
             return
     yield from _walk_json(document, keys, depth=0)
+
+
+def _skip_number(digits: str) -> None:
+    """Numbers are never searched; converting them could fail (Python refuses
+    integers of more than 4300 digits), and then the query beside them would go
+    unread, though apps in other languages read it."""
 
 
 def _walk_json(node: Any, keys: Collection[str], depth: int) -> Iterator[str]:

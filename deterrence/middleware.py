@@ -97,16 +97,22 @@ def warning_banner(scope_or_request: Scope | HTTPConnection) -> Markup:
 
 
 class SearchRoutes:
-    """Which paths are searches: exact paths and glob patterns."""
+    """Which paths are searches: exact paths and glob patterns. A trailing slash
+    does not count (``/search/`` is ``/search``): apps redirect one to the other,
+    query and all, so both must be inspected and redacted."""
 
     def __init__(self, patterns: list[str]) -> None:
-        self.exact = {p: p for p in patterns if not any(c in p for c in "*?[")}
+        exact = [p for p in patterns if not any(c in p for c in "*?[")]
+        self.exact = {_without_slash(p): p for p in exact}
         self.globs = [
-            (p, re.compile(fnmatch.translate(p))) for p in patterns if p not in self.exact
+            (p, re.compile(fnmatch.translate(_without_slash(p))))
+            for p in patterns
+            if p not in exact
         ]
 
     def route_of(self, path: str) -> str | None:
         """The configured pattern that ``path`` matches (the metrics label)."""
+        path = _without_slash(path)
         route = self.exact.get(path)
         if route is not None:
             return route
@@ -114,6 +120,10 @@ class SearchRoutes:
             if regex.match(path):
                 return pattern
         return None
+
+
+def _without_slash(path: str) -> str:
+    return path.rstrip("/") or "/"
 
 
 class DeterrenceMiddleware:

@@ -229,3 +229,15 @@ def test_middleware_catches_a_term_in_a_utf16_json_body(middleware: DeterrenceMi
     assert sent[0]["status"] == middleware.settings.block_status
     headers = dict(sent[0]["headers"])
     assert b"zorblax" not in b"".join(headers.values())
+
+
+@given(TEXT, st.sampled_from(["q[]", "q[0]", "Q[a][b]", "q%5B%5D", " q "]))
+def test_bracketed_and_spaced_names_count_as_the_name(value: str, name: str) -> None:
+    encoded = f"{name}={quote(value, safe='')}".encode()
+    assert value in extract.form_values(encoded, NAMES)
+
+
+@given(st.integers(min_value=1, max_value=20_000))
+def test_json_numbers_of_any_size_do_not_hide_the_query(digits: int) -> None:
+    body = b'{"n": ' + b"9" * digits + b', "q": "found"}'
+    assert list(extract.json_values(body, NAMES)) == ["found"]
