@@ -50,6 +50,7 @@ from urllib.parse import unquote
 
 from starlette.types import Message, Receive, Scope, Send
 
+from deterrence.asgi import acknowledge_lifespan
 from deterrence.headers import raw_headers
 from deterrence.middleware import Decision, DeterrenceMiddleware, decision_of
 from deterrence.pages import PLAIN_HEADERS, PageRecorder
@@ -170,13 +171,8 @@ class _PageViewGate:
 async def _allow(scope: Scope, receive: Receive, send: Send) -> None:
     """The app behind the middleware: reaching it means the request may pass."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await acknowledge_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     outcome: _Outcome | None = scope.get(_OUTCOME_KEY)

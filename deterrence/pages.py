@@ -43,6 +43,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from deterrence.asgi import acknowledge_lifespan
 from deterrence.headers import privacy_headers
 from deterrence.services import HelpDirectory, HelpService, Selection, parse_accept_language
 from deterrence.settings import Settings
@@ -698,7 +699,7 @@ class _PagesApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -763,16 +764,6 @@ def _query(scope: Scope) -> dict[str, str]:
 
 def _plain(status: int, text: str, extra: Mapping[str, str] | None = None) -> Response:
     return Response(text, status, {**PLAIN_HEADERS, **(extra or {})}, "text/plain")
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def _is_web_url(url: str) -> bool:

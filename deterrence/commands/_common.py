@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from deterrence.lists import ListError, TermList, load_lists
-from deterrence.resources import KEYWORD_LISTS_DIR
 
 
 def add_lists_option(parser: argparse.ArgumentParser) -> None:
@@ -16,13 +16,26 @@ def add_lists_option(parser: argparse.ArgumentParser) -> None:
         action="append",
         type=Path,
         metavar="PATH",
-        help="a list file or a directory of them; repeatable (default: the shipped demo lists)",
+        help="a list file or a directory of them; repeatable "
+        "(default: DETERRENCE_LISTS, else the shipped demo lists)",
     )
 
 
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Only what was given on the command line, so DETERRENCE_* applies otherwise."""
+    return {"lists": args.lists} if args.lists else {}
+
+
 def lists_paths(args: argparse.Namespace) -> list[Path]:
+    from deterrence.settings import Settings
+
     paths: list[Path] | None = args.lists
-    return paths or [KEYWORD_LISTS_DIR]
+    return paths or Settings().lists
+
+
+def report_list_error(error: ListError) -> None:
+    for problem in error.problems:
+        print(f"error: {problem}", file=sys.stderr)
 
 
 def load_or_report(paths: list[Path]) -> tuple[TermList, ...] | None:
@@ -30,6 +43,5 @@ def load_or_report(paths: list[Path]) -> tuple[TermList, ...] | None:
     try:
         return load_lists(paths)
     except ListError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        report_list_error(exc)
         return None

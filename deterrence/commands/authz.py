@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from deterrence.commands.proxy import add_lists_argument, run_server, settings_overrides
-from deterrence.commands.serve import add_server_options
+from deterrence.commands._common import add_lists_option, report_list_error, settings_overrides
+from deterrence.commands.serve import add_server_options, serve
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Example configurations: deploy/.",
     )
     add_server_options(parser, port=8001)
-    add_lists_argument(parser)
+    add_lists_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -31,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         app = AuthzApp(Settings(**settings_overrides(args)))
     except ListError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        report_list_error(exc)
         return 1
     print(f"deterrence authz: http://{args.host}:{args.port}/", flush=True)
-    return run_server(app, args, proxy_headers=False)
+    return serve(app, args, proxy_headers=False)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deterrence.commands._common import add_lists_option, lists_paths
+from deterrence.commands._common import add_lists_option, settings_overrides
 from deterrence.commands.serve import add_server_options, serve
 
 
@@ -32,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
     from deterrence.demo import DEMO_TRIGGER, DEMO_WARN_TRIGGER, create_app
     from deterrence.settings import Settings
 
-    settings = Settings(lists=lists_paths(args))
+    overrides = settings_overrides(args)
     if args.data_dir is not None:
-        settings = Settings(lists=lists_paths(args), data_dir=args.data_dir)
+        overrides["data_dir"] = args.data_dir
+    settings = Settings(**overrides)
     try:
         check_exposure(args.host, settings)
     except DashboardExposureError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -16,9 +17,9 @@ def add_server_options(parser: argparse.ArgumentParser, *, port: int) -> None:
     )
 
 
-def serve(app: ASGIApp, args: argparse.Namespace) -> int:
-    """Serve until interrupted. The access log stays on: the middleware
-    redacts the lines of inspected requests (see deterrence.logs)."""
+def serve(app: ASGIApp, args: argparse.Namespace, **options: Any) -> int:
+    """Serve until interrupted. The access log stays on unless turned off: the
+    middleware redacts it (see deterrence.logs). ``options`` go to uvicorn.Config."""
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -26,7 +27,7 @@ def serve(app: ASGIApp, args: argparse.Namespace) -> int:
         access_log=not args.no_access_log,
         server_header=False,
         lifespan="on",
+        **options,
     )
-    server = uvicorn.Server(config)
-    server.run()
+    uvicorn.Server(config).run()
     return 0
