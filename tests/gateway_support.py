@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import live_uvicorn
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
+free_port = live_uvicorn.free_port
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -34,32 +34,12 @@ BLOCK_TERM = "zorblax"
 WARN_TERM = "quendrific"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serve(app: Any, **config: Any) -> Iterator[str]:
-    """A real uvicorn server in a background thread; yields its base URL.
-    ``proxy_headers`` is off as in ``deterrence proxy``, so uvicorn does not rewrite
-    the client address from X-Forwarded-For itself."""
-    port = free_port()
-    options: dict[str, Any] = {"log_level": "warning", "proxy_headers": False, **config}
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    """A real uvicorn server; ``proxy_headers`` is off as in ``deterrence proxy``, so
+    uvicorn does not rewrite the client address from X-Forwarded-For itself."""
+    with live_uvicorn.serve(app, **{"proxy_headers": False, **config}) as url:
+        yield url
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:

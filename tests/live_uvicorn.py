@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -20,13 +21,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: ASGIApp, *, lifespan: str = "on") -> Iterator[str]:
-    """Serve ``app`` until the block ends; yields the base URL."""
+def serve(app: ASGIApp, **config: Any) -> Iterator[str]:
+    """Serve ``app`` until the block ends; yields the base URL. ``config`` goes to
+    uvicorn.Config (lifespan "on" and log level "warning" unless given)."""
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan=lifespan, log_level="warning"
-    )
-    server = uvicorn.Server(config)
+    options: dict[str, Any] = {"lifespan": "on", "log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
