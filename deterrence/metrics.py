@@ -527,8 +527,9 @@ class MetricsApp:
                 accept = value.decode("latin-1")
         try:
             body, content_type = await asyncio.to_thread(self.recorder.exposition, accept)
-        except OSError:
-            # The multiprocess directory went away or holds unreadable files.
+        except (OSError, RuntimeError):
+            # The multiprocess directory went away or holds unreadable files, or a
+            # corrupt one (prometheus-client raises RuntimeError for those).
             self.recorder.error("multiprocess_dir")
             logger.exception("could not read metrics")
             await _respond(send, 500, b"metrics unavailable\n", [])

@@ -171,6 +171,8 @@ class Store:
             try:
                 yield conn
             except BaseException:
+                # The file may have been removed or replaced: check the schema next time.
+                self._initialised = False
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")

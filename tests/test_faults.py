@@ -1,0 +1,331 @@
+"""Faults, caused for real wherever that is possible, on real servers: each is answered
+the documented way (docs/operations.md), counted in ``deterrence_errors_total{kind}``,
+and the server keeps answering.
+
+- the matcher raises (a Matcher subclass: no real input makes the real one raise);
+- the SQLite store is locked by another connection, and its disk is full (a tmpfs);
+- the Prometheus multiprocess directory is read-only (a read-only tmpfs) or holds an
+  entry that cannot be read;
+- the upstream of the proxy resets the connection, before and during its answer.
+
+A vanished list file is in tests/test_reload.py (it is a reload fault).
+Mounting needs root (CAP_SYS_ADMIN): without it those tests skip locally and fail in CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from live_uvicorn import free_port, serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from deterrence import DeterrenceMiddleware
+from deterrence.matcher import Match, Matcher
+from deterrence.proxy import ProxyApp
+from deterrence.store import FILENAME
+
+BLOCK_STATUS = 451
+CANARY = "cnryfaultprobe"
+
+
+def app() -> Starlette:
+    async def search(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("results")
+
+    return Starlette(routes=[Route("/search", search)])
+
+
+def metric(base: str, name: str) -> float:
+    text = httpx2.get(f"{base}/metrics", timeout=10).text
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def search(base: str, query: str) -> httpx2.Response:
+    return httpx2.get(f"{base}/search", params={"q": query}, timeout=10)
+
+
+# --- the matcher raises -------------------------------------------------------------------
+
+
+class ExplodingMatcher(Matcher):
+    """Raises with the query in its message, as a careless bug would."""
+
+    def match(self, query: str) -> Match | None:
+        raise RuntimeError(f"exploded while matching {query!r}")
+
+
+@pytest.mark.parametrize(("on_error", "expected"), [("open", 200), ("closed", BLOCK_STATUS)])
+def test_a_matcher_exception_follows_on_error(
+    on_error: str, expected: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    middleware = DeterrenceMiddleware(
+        app(), data_dir=tmp_path, on_error=on_error, block_status=BLOCK_STATUS
+    )
+    middleware.matcher_holder.matcher = ExplodingMatcher(middleware.matcher.lists)
+    with serve(middleware) as base:
+        responses = [search(base, f"weather {CANARY}") for _ in range(3)]
+        assert [r.status_code for r in responses] == [expected] * 3
+        if on_error == "open":
+            assert responses[0].text == "results"
+        assert metric(base, 'deterrence_errors_total{kind="match_exception"}') == 3
+        # A reload puts a working matcher back.
+        middleware.matcher_holder.reload_blocking("test")
+        assert search(base, "zorblax").status_code == BLOCK_STATUS
+        assert search(base, "weather").status_code == 200
+    assert "matching failed with RuntimeError" in caplog.text
+    assert CANARY not in caplog.text  # the exception's message quoted the query
+
+
+# --- the SQLite store ---------------------------------------------------------------------
+
+
+def stored_inspections(data_dir: Path) -> int:
+    with contextlib.closing(sqlite3.connect(data_dir / FILENAME)) as conn:
+        try:
+            (total,) = conn.execute(
+                "SELECT COALESCE(SUM(value), 0) FROM counts "
+                "WHERE metric = 'deterrence_requests_inspected_total'"
+            ).fetchone()
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+    return int(total)
+
+
+def test_a_locked_store_delays_counts_but_no_request(tmp_path: Path) -> None:
+    middleware = DeterrenceMiddleware(
+        app(), data_dir=tmp_path, flush_interval_seconds=0.2, block_status=BLOCK_STATUS
+    )
+    with serve(middleware) as base:
+        wait_for(lambda: (tmp_path / FILENAME).exists())
+        locker = sqlite3.connect(tmp_path / FILENAME, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            for _ in range(20):
+                started = time.monotonic()
+                assert search(base, "weather").status_code == 200
+                assert time.monotonic() - started < 1.0  # flushing happens off the loop
+            # The store's busy timeout (5 s) runs out: the flush fails and is counted.
+            wait_for(lambda: metric(base, 'deterrence_errors_total{kind="store_write"}') >= 1)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        # Nothing was lost: the counts stayed in memory and the next flush wrote them.
+        wait_for(lambda: stored_inspections(tmp_path) == 20)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, *options: str) -> Iterator[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        message = f"cannot mount a tmpfs (needs root): {result.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the filesystem has no room left."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as file:
+        try:
+            while True:
+                file.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_delays_counts_but_no_request(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "data", "size=256k") as data_dir:
+        filler = fill(data_dir)
+        middleware = DeterrenceMiddleware(
+            app(), data_dir=data_dir, flush_interval_seconds=0.2, block_status=BLOCK_STATUS
+        )
+        with serve(middleware) as base:  # the first flush fails at start-up already
+            assert [search(base, "weather").status_code for _ in range(10)] == [200] * 10
+            assert search(base, "zorblax").status_code == BLOCK_STATUS
+            wait_for(lambda: metric(base, 'deterrence_errors_total{kind="store_write"}') >= 2)
+            filler.unlink()  # room again
+            wait_for(lambda: stored_inspections(data_dir) == 11)
+
+
+# --- the Prometheus multiprocess directory ------------------------------------------------
+
+
+@contextlib.contextmanager
+def demo(tmp_path: Path, multiproc_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
+        "DETERRENCE_DATA_DIR": str(tmp_path / "data"),
+        "DETERRENCE_BLOCK_STATUS": str(BLOCK_STATUS),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deterrence", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.communicate(timeout=30)
+
+
+def listening(base: str, process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, process.communicate()[0].decode()
+    try:
+        return search(base, "weather").status_code == 200
+    except httpx2.TransportError:
+        return False
+
+
+def test_a_read_only_multiprocess_dir_stops_the_start_with_its_name(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "metrics", "size=64k", "ro") as multiproc_dir:
+        with demo(tmp_path, multiproc_dir) as (_, process):
+            output = process.communicate(timeout=60)[0].decode()
+        assert process.returncode not in (0, None)
+        assert str(multiproc_dir) in output
+        assert "Read-only file system" in output
+
+
+def test_an_unreadable_multiprocess_dir_fails_metrics_not_searches(tmp_path: Path) -> None:
+    multiproc_dir = tmp_path / "metrics"
+    multiproc_dir.mkdir()
+    with demo(tmp_path, multiproc_dir) as (base, process):
+        wait_for(lambda: listening(base, process), timeout=30)
+        assert httpx2.get(f"{base}/metrics").status_code == 200
+        broken = multiproc_dir / "counter_999999.db"
+        broken.mkdir()  # a *.db entry that cannot be read (root reads any file)
+        response = httpx2.get(f"{base}/metrics")
+        assert response.status_code == 500
+        assert "Traceback" not in response.text
+        assert search(base, "weather").status_code == 200
+        assert search(base, "zorblax").status_code == BLOCK_STATUS
+        broken.rmdir()
+        # A corrupt file (a used-size field pointing past its end) fails the same way.
+        corrupt = multiproc_dir / "counter_999998.db"
+        corrupt.write_bytes(struct.pack("i", 64) + b"\0" * 4 + struct.pack("i", 1000) + b"x" * 60)
+        assert httpx2.get(f"{base}/metrics").status_code == 500
+        assert search(base, "weather").status_code == 200
+        corrupt.unlink()
+        assert metric(base, 'deterrence_errors_total{kind="multiprocess_dir"}') == 2
+        assert metric(base, 'deterrence_requests_inspected_total{route="/search"}') >= 3
+
+
+# --- the proxy's upstream resets ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def resetting_upstream(after: bytes) -> Iterator[str]:
+    """Reads each request, sends ``after`` (maybe nothing) and resets the connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                if after:
+                    conn.sendall(after)
+                    time.sleep(0.2)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@pytest.mark.parametrize("on_error", ["open", "closed"])
+def test_upstream_resets_are_502_pages_and_counted(on_error: str, tmp_path: Path) -> None:
+    options: dict[str, Any] = {"data_dir": tmp_path, "on_error": on_error}
+    half = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"r" * 1000
+    with resetting_upstream(b"") as before, resetting_upstream(half) as during:
+        proxies = [ProxyApp(before), ProxyApp(during)]
+        middlewares = [
+            DeterrenceMiddleware(p, block_status=BLOCK_STATUS, **options) for p in proxies
+        ]
+        for proxy, middleware in zip(proxies, middlewares, strict=True):
+            proxy.recorder = middleware.recorder
+        with serve(middlewares[0]) as reset_before, serve(middlewares[1]) as reset_during:
+            # A search that passes inspection meets the reset: a 502 page, whatever on_error.
+            response = search(reset_before, f"weather {CANARY}")
+            assert response.status_code == 502 and CANARY not in response.text
+            assert search(reset_before, "zorblax").status_code == BLOCK_STATUS
+            with pytest.raises(httpx2.HTTPError):  # an incomplete body, never a whole one
+                search(reset_during, "weather")
+            for base in (reset_before, reset_during):
+                wait_for(lambda: resets_counted(base) == 1)  # noqa: B023 (called at once)
+                assert search(base, "zorblax").status_code == BLOCK_STATUS  # still serving
+
+
+def resets_counted(base: str) -> float:
+    return metric(base, 'deterrence_errors_total{kind="upstream_reset"}')
+
+
+def test_a_deleted_store_file_is_created_again(tmp_path: Path) -> None:
+    """Someone removes (or rotates) the SQLite file while the server runs."""
+    middleware = DeterrenceMiddleware(app(), data_dir=tmp_path, flush_interval_seconds=0.1)
+    with serve(middleware) as base:
+        search(base, "weather")
+        wait_for(lambda: stored_inspections(tmp_path) == 1)
+        for leftover in tmp_path.glob(FILENAME + "*"):
+            leftover.unlink()
+        search(base, "weather")
+        search(base, "weather")
+        wait_for(lambda: stored_inspections(tmp_path) == 2)
+        assert metric(base, 'deterrence_errors_total{kind="store_write"}') <= 1
