@@ -400,13 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--load-limit",
         type=int,
-        default=60,
-        help="seconds load_lists may take before the bench builds the lists from TOML itself",
+        help="seconds load_lists may take before the bench builds the lists from TOML itself"
+        " (default 60, --quick 10)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     budget = args.budget or (2.0 if args.quick else 8.0)
+    args.load_limit = args.load_limit or (10 if args.quick else 60)
     if args.child:
         print(json.dumps(child(args.child, budget, args.load_limit)))
         return 0
