@@ -29,6 +29,7 @@ _LIST_KEYS = {
 _TERM_KEYS = {"term", "fuzzy", "substring"}
 _RULE_KEYS = {"id", "all_of"}
 _TESTS_KEYS = {"match", "no_match"}
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 class ListError(ValueError):
@@ -210,14 +211,30 @@ class _Checker:
         self.path = path
         self.lines = source.splitlines()
         self.problems: list[str] = []
+        self._quoted: dict[str, int] | None = None
 
     def line_of(self, needle: str | None) -> int | None:
         if not needle:
             return None
+        if len(needle) > 1 and needle[0] == needle[-1] == '"':
+            # Every term asks for its line: an index keeps loading linear in the
+            # number of terms (a scan per term took 3.6 s for 30,000 of them).
+            found = self._quoted_lines().get(needle)
+            if found is not None:
+                return found
         for number, line in enumerate(self.lines, start=1):
             if needle in line:
                 return number
         return None
+
+    def _quoted_lines(self) -> dict[str, int]:
+        """The first line of every double-quoted string in the source."""
+        if self._quoted is None:
+            self._quoted = {}
+            for number, line in enumerate(self.lines, start=1):
+                for quoted in _QUOTED.findall(line):
+                    self._quoted.setdefault(quoted, number)
+        return self._quoted
 
     def problem(self, message: str, needle: str | None = None) -> None:
         line = self.line_of(needle)
