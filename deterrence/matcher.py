@@ -233,7 +233,10 @@ class Matcher:
             return
         pattern_index = len(self._patterns)
         phrase = " ".join(words)
-        joined = "".join(words)
+        joined = "".join(
+            w[1:] if i and w[0] == words[i - 1][-1] and w[0].isalpha() else w
+            for i, w in enumerate(words)
+        )  # collapse across joins, as queries are
         no_space_script = is_no_space_script(joined)
         anywhere = term.substring or no_space_script
         word_ids = tuple(self._word_id(w) for w in words) if not no_space_script else ()
