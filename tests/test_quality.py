@@ -197,12 +197,6 @@ def test_phrase_split_by_spaces_and_punctuation() -> None:
     assert term(three, "blorvish-tanquel mirvo") == "blorvish tanquel mirvo"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="matcher bug: a phrase's joined form is not collapsed where one word ends "
-    "with the letter the next begins with (vrit+tuskgult), while the query is; with "
-    "fuzzy = false, the phrase written as one word is missed",
-)
 def test_joined_phrase_with_a_letter_doubled_across_the_join(m: Matcher) -> None:
     assert term(m, "vrit-tuskgult") == "vrit tuskgult"
     assert term(m, "vrittuskgult") == "vrit tuskgult"
