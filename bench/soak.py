@@ -1,0 +1,528 @@
+"""Soak: constant load while the term lists keep changing, on loopback.
+
+Two targets, one after the other, each for ``--seconds``:
+
+1. ``middleware``: the demo site (``deterrence demo``) with list polling on
+   (``DETERRENCE_RELOAD_POLL_SECONDS=0.5``); every ``--reload-every`` seconds the soak
+   list file is rewritten with one more invented term, and polling picks it up;
+2. ``proxy``: ``deterrence proxy`` in front of bench.apps' small search site; every
+   ``--reload-every`` seconds the list file is rewritten and
+   ``POST /_deterrence/admin/reload`` is called.
+
+The load is wrk (``-c --connections``) over a mix of innocent searches and searches
+that match (one in five), or, without wrk, an asyncio client. Beside it a probe
+client sends ``--probe-rate`` requests a second over keep-alive connections and
+records each one's time, latency and answer — was an innocent search passed and a
+matching one blocked, and is the newest term blocked yet — so latency right after
+reloads can be told from latency elsewhere.
+
+Reported per target: requests and errors (socket errors, non-2xx, wrong answers: all
+must be 0), reloads counted ok/error, the time from a rewrite until the new term is
+blocked, RSS of the server(s) at start and end, p50/p99 latency overall (wrk) and of
+the probe inside the ``--window`` seconds after each rewrite versus outside, and the
+matcher's p99 from ``deterrence_match_duration_seconds`` (a histogram bucket bound).
+
+    python -m bench.soak [--seconds 60] [--reload-every 5] [--terms 5000]
+                         [--connections 16] [--probe-rate 50] [--window 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.middleware import QUERIES, free_port
+from bench.proxy import started
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "soak-admin-token"
+MATCHING = ["zorblax", "Z0RBL4X videos", "z o r b l a x", "quendrific mirvel"]
+SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+
+
+def invented_terms(count: int, rng: random.Random) -> list[str]:
+    """Made-up words: four random syllables and a closing x, q or z."""
+    terms: set[str] = set()
+    while len(terms) < count:
+        terms.add("".join(rng.choice(SYLLABLES) for _ in range(4)) + rng.choice("xqz"))
+    return sorted(terms)
+
+
+def write_list(path: Path, terms: list[str], version: int) -> None:
+    quoted = ",\n  ".join(f'"{t}"' for t in terms)
+    text = (
+        f'id = "soak"\ncategory = "soak"\nversion = "{version}"\n'
+        f'source = "bench.soak (invented words)"\nterms = [\n  {quoted},\n]\n'
+    )
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)  # atomic, as a careful deploy does it
+
+
+# --- the probe --------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    at: float
+    seconds: float
+    ok: bool
+
+
+@dataclass
+class Probe:
+    samples: list[Sample] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    newest: str = ""
+    written_at: dict[str, float] = field(default_factory=dict)
+    """When each added term was written to the list file."""
+    blocked_at: dict[str, float] = field(default_factory=dict)
+    """When a response first showed each added term blocked."""
+
+    def took_effect(self) -> list[float]:
+        return [
+            self.blocked_at[t] - at for t, at in self.written_at.items() if t in self.blocked_at
+        ]
+
+
+async def _request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str
+) -> tuple[int, bool]:
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    else:
+        await reader.readexactly(int(headers.get("content-length", "0")))
+    # The warning page (and only it) carries the §6 X-Robots-Tag.
+    return status, "x-robots-tag" in headers
+
+
+async def probe_connection(
+    probe: Probe, port: int, until: float, interval: float, rng: random.Random
+) -> None:
+    host = f"127.0.0.1:{port}"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    next_at = time.monotonic()
+    try:
+        while (now := time.monotonic()) < until:
+            if interval:
+                await asyncio.sleep(max(0.0, next_at - now))
+                next_at += interval
+            roll = rng.random()
+            newest = probe.newest
+            if roll < 0.2 and newest:
+                query, want_block = newest, True
+            elif roll < 0.4:
+                query, want_block = rng.choice(MATCHING), True
+            else:
+                query, want_block = rng.choice(QUERIES), False
+            path = "/search?q=" + query.replace(" ", "+")
+            started_at = time.monotonic()
+            try:
+                status, blocked = await _request(reader, writer, host, path)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                probe.errors.append(f"{type(exc).__name__}: {exc}")
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            finished = time.monotonic()
+            correct = status == 200 and blocked == want_block
+            if query == newest and status == 200:
+                if blocked:
+                    probe.blocked_at.setdefault(newest, finished)
+                else:
+                    # Not in service yet is fine; after a response showed it blocked, a
+                    # request sent later must be blocked too (one process, one swap).
+                    correct = started_at < probe.blocked_at.get(newest, float("inf"))
+            probe.samples.append(Sample(started_at, finished - started_at, correct))
+            if not correct:
+                probe.wrong.append(f"{query!r}: {status} blocked={blocked}")
+    finally:
+        writer.close()
+
+
+async def run_probe(probe: Probe, port: int, seconds: float, rate: float, connections: int) -> None:
+    until = time.monotonic() + seconds
+    interval = connections / rate if rate else 0.0
+    rng = random.Random(11)
+    await asyncio.gather(
+        *(probe_connection(probe, port, until, interval, rng) for _ in range(connections))
+    )
+
+
+# --- one target ---------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    pids: dict[str, int]
+    list_file: Path
+    terms: list[str]
+    admin: bool
+
+
+@dataclass
+class Report:
+    name: str
+    requests: int = 0
+    rate: float = 0.0
+    wrk_p50: str = "?"
+    wrk_p99: str = "?"
+    socket_errors: int = 0
+    non_2xx: int = 0
+    load_tool: str = "wrk"
+    probe: Probe = field(default_factory=Probe)
+    rewrites: list[float] = field(default_factory=list)
+    reloads_ok: float = 0.0
+    reloads_error: float = 0.0
+    error_kinds: dict[str, float] = field(default_factory=dict)
+    rss_start: dict[str, float] = field(default_factory=dict)
+    rss_first_reload: dict[str, float] = field(default_factory=dict)
+    rss_end: dict[str, float] = field(default_factory=dict)
+    matcher_p99: str = "?"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def lua_mix(directory: Path) -> Path:
+    paths = [f"/search?q={q.replace(' ', '+')}" for q in QUERIES]
+    mixed = []
+    for index, path in enumerate(paths):
+        mixed.append(path)
+        if index % 4 == 3:
+            mixed.append("/search?q=" + MATCHING[index % len(MATCHING)].replace(" ", "+"))
+    script = directory / "soak.lua"
+    quoted = ", ".join(f'"{p}"' for p in mixed)
+    script.write_text(
+        f"local paths = {{{quoted}}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\nend\n'
+    )
+    return script
+
+
+def run_wrk(report: Report, port: int, script: Path, seconds: int, connections: int) -> None:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
+    output = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    if found := re.search(r"(\d+) requests in", output):
+        report.requests = int(found.group(1))
+    if found := re.search(r"Requests/sec:\s+([\d.]+)", output):
+        report.rate = float(found.group(1))
+    if found := re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE):
+        report.wrk_p50 = found.group(1)
+    if found := re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE):
+        report.wrk_p99 = found.group(1)
+    if found := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    ):
+        report.socket_errors = sum(int(n) for n in found.groups())
+    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        report.non_2xx = int(found.group(1))
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text: str = response.read().decode()
+        return text
+
+
+def sample(text: str, name: str) -> float:
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def histogram_p99(text: str, name: str) -> str:
+    buckets = [
+        (float(bound), float(count))
+        for bound, count in re.findall(
+            rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.MULTILINE
+        )
+    ]
+    total = buckets[-1][1] if buckets else 0.0
+    for bound, count in buckets:
+        if total and count >= 0.99 * total:
+            return f"≤ {bound * 1e6:.0f} µs" if bound < 1 else f"≤ {bound:g} s"
+    return "?"
+
+
+def admin_reload(port: int) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/_deterrence/admin/reload",
+        method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+
+
+async def rewriter(
+    target: Target, report: Report, probe: Probe, seconds: float, every: float, rng: random.Random
+) -> None:
+    terms = list(target.terms)
+    version = 1
+    deadline = time.monotonic() + seconds - every / 2
+    while True:
+        await asyncio.sleep(every)
+        if time.monotonic() > deadline:
+            return
+        version += 1
+        newest = invented_terms(1, rng)[0]
+        terms.append(newest)
+        await asyncio.to_thread(write_list, target.list_file, terms, version)
+        report.rewrites.append(time.monotonic())
+        probe.written_at[newest] = time.monotonic()
+        probe.newest = newest
+        if target.admin:
+            await asyncio.to_thread(admin_reload, target.port)
+        if len(report.rewrites) == 1:
+            await asyncio.sleep(min(2.0, every / 2))  # the first reload done
+            report.rss_first_reload = {n: rss_mb(pid) for n, pid in target.pids.items()}
+
+
+async def asyncio_load(report: Report, port: int, seconds: float, connections: int) -> None:
+    """The load without wrk: closed-loop keep-alive connections, back to back."""
+    load = Probe()
+    await run_probe(load, port, seconds, 0.0, connections)
+    report.load_tool = "asyncio client"
+    report.requests = len(load.samples)
+    report.rate = len(load.samples) / seconds
+    latencies = sorted(s.seconds for s in load.samples)
+    report.wrk_p50 = f"{percentile(latencies, 50) * 1e3:.2f}ms"
+    report.wrk_p99 = f"{percentile(latencies, 99) * 1e3:.2f}ms"
+    report.socket_errors = len(load.errors)
+    report.non_2xx = len(load.wrong)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))
+    return sorted(values)[index]
+
+
+async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report:
+    report = Report(target.name)
+    rng = random.Random(5)
+    # Warm up, then measure memory from here.
+    await run_probe(Probe(), target.port, 2.0, 100, 4)
+    report.rss_start = {name: rss_mb(pid) for name, pid in target.pids.items()}
+    probe = report.probe
+    tasks = [
+        run_probe(probe, target.port, args.seconds, args.probe_rate, 4),
+        rewriter(target, report, probe, args.seconds, args.reload_every, rng),
+    ]
+    if shutil.which("wrk"):
+        tasks.append(
+            asyncio.to_thread(run_wrk, report, target.port, script, args.seconds, args.connections)
+        )
+    else:
+        tasks.append(asyncio_load(report, target.port, args.seconds, args.connections))
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(1.5)  # let the last reload finish before counting
+    report.rss_end = {name: rss_mb(pid) for name, pid in target.pids.items()}
+    metrics = await asyncio.to_thread(scrape, target.port)
+    report.reloads_ok = sample(metrics, 'deterrence_list_reloads_total{result="ok"}')
+    report.reloads_error = sample(metrics, 'deterrence_list_reloads_total{result="error"}')
+    for kind in re.findall(r'^deterrence_errors_total\{kind="([^"]+)"\} [1-9]', metrics, re.M):
+        report.error_kinds[kind] = sample(metrics, f'deterrence_errors_total{{kind="{kind}"}}')
+    report.matcher_p99 = histogram_p99(metrics, "deterrence_match_duration_seconds")
+    return report
+
+
+@contextlib.contextmanager
+def middleware_target(tmp: Path, list_file: Path, terms: list[str]) -> Iterator[Target]:
+    port = free_port()
+    env = {
+        "DETERRENCE_DATA_DIR": str(tmp / "demo-data"),
+        "DETERRENCE_RELOAD_POLL_SECONDS": "0.5",
+        "DETERRENCE_LISTS": f'["{REPO / "keyword_lists"}", "{list_file}"]',
+    }
+    command = [sys.executable, "-m", "deterrence", "demo", "--port", str(port), "--no-access-log"]
+    with started(command, port, env) as pid:
+        pids = {"demo": pid}
+        yield Target("middleware (demo, polling)", port, pids, list_file, terms, admin=False)
+
+
+@contextlib.contextmanager
+def proxy_target(tmp: Path, list_file: Path, terms: list[str]) -> Iterator[Target]:
+    site_port, port = free_port(), free_port()
+    site = [sys.executable, "-m", "uvicorn", "bench.apps:app", "--port", str(site_port)]
+    site += ["--no-access-log", "--log-level", "warning"]
+    env = {
+        "DETERRENCE_DATA_DIR": str(tmp / "proxy-data"),
+        "DETERRENCE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "DETERRENCE_LISTS": f'["{REPO / "keyword_lists"}", "{list_file}"]',
+    }
+    command = [sys.executable, "-m", "deterrence", "proxy", "--port", str(port)]
+    command += ["--upstream", f"http://127.0.0.1:{site_port}", "--no-access-log"]
+    with (
+        started(site, site_port, {"BENCH_MIDDLEWARE": "0", "BENCH_APP": "json"}) as site_pid,
+        started(command, port, env) as pid,
+    ):
+        pids = {"proxy": pid, "site": site_pid}
+        yield Target("proxy (admin endpoint)", port, pids, list_file, terms, admin=True)
+
+
+# --- reporting ----------------------------------------------------------------------------
+
+
+def latency_split(report: Report, window: float) -> tuple[list[float], list[float]]:
+    inside, outside = [], []
+    for s in report.probe.samples:
+        after = any(0 <= s.at - at <= window for at in report.rewrites)
+        (inside if after else outside).append(s.seconds * 1e3)
+    return inside, outside
+
+
+def describe(values: list[float]) -> str:
+    if not values:
+        return "—"
+    return (
+        f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f} / {max(values):.2f} ms"
+        f" (n={len(values)})"
+    )
+
+
+def print_report(reports: list[Report], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"Soak: {args.seconds} s per target, list of {args.terms} invented terms + the demo"
+        f" lists, rewritten every {args.reload_every} s; load {reports[0].load_tool}"
+        f" -c{args.connections}; probe {args.probe_rate} req/s; window {args.window} s"
+    )
+    print()
+    print("| | " + " | ".join(r.name for r in reports) + " |")
+    print("| --- |" + " ---: |" * len(reports))
+
+    def row(label: str, values: list[str]) -> None:
+        print(f"| {label} | " + " | ".join(values) + " |")
+
+    row("requests (load)", [f"{r.requests:,} ({r.rate:,.0f}/s)" for r in reports])
+    row("socket errors / non-2xx", [f"{r.socket_errors} / {r.non_2xx}" for r in reports])
+    row(
+        "probe requests / errors / wrong answers",
+        [
+            f"{len(r.probe.samples):,} / {len(r.probe.errors)} / {len(r.probe.wrong)}"
+            for r in reports
+        ],
+    )
+    row(
+        "list rewrites / reloads ok / error",
+        [f"{len(r.rewrites)} / {r.reloads_ok:.0f} / {r.reloads_error:.0f}" for r in reports],
+    )
+    row(
+        "rewrite → new term blocked (median / max)",
+        [
+            f"{statistics.median(r.probe.took_effect()):.2f} / {max(r.probe.took_effect()):.2f} s"
+            if r.probe.took_effect()
+            else "—"
+            for r in reports
+        ],
+    )
+    row(
+        "deterrence_errors_total",
+        [", ".join(f"{k}={v:.0f}" for k, v in r.error_kinds.items()) or "0" for r in reports],
+    )
+    row(
+        "RSS start → after the 1st reload → end",
+        [
+            ", ".join(
+                f"{n} {r.rss_start[n]:.1f} → {r.rss_first_reload.get(n, float('nan')):.1f}"
+                f" → {r.rss_end[n]:.1f} MB"
+                for n in r.rss_start
+            )
+            for r in reports
+        ],
+    )
+    row("load latency p50 / p99", [f"{r.wrk_p50} / {r.wrk_p99}" for r in reports])
+    splits = [latency_split(r, args.window) for r in reports]
+    row(
+        f"probe p50 / p99 / max, ≤ {args.window:g} s after a rewrite",
+        [describe(i) for i, _ in splits],
+    )
+    row("probe p50 / p99 / max, other times", [describe(o) for _, o in splits])
+    row("matcher p99 (histogram bucket)", [r.matcher_p99 for r in reports])
+    for r in reports:
+        for line in (r.probe.wrong + r.probe.errors)[:5]:
+            print(f"  {r.name}: {line}")
+
+
+def failed(reports: list[Report]) -> bool:
+    return any(
+        r.socket_errors
+        or r.non_2xx
+        or r.probe.errors
+        or r.probe.wrong
+        or r.reloads_error
+        or set(r.error_kinds) - {"query_too_long"}
+        for r in reports
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--reload-every", type=float, default=5.0)
+    parser.add_argument("--terms", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--probe-rate", type=float, default=50.0)
+    parser.add_argument("--window", type=float, default=2.0)
+    parser.add_argument("--target", choices=("middleware", "proxy", "both"), default="both")
+    args = parser.parse_args(argv)
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    reports = []
+    with tempfile.TemporaryDirectory() as directory:
+        tmp = Path(directory)
+        script = lua_mix(tmp)
+        targets = ("middleware", "proxy") if args.target == "both" else (args.target,)
+        for name in targets:
+            list_file = tmp / f"{name}-lists" / "soak.toml"
+            list_file.parent.mkdir()
+            terms = invented_terms(args.terms, random.Random(3))
+            write_list(list_file, terms, 1)
+            context = middleware_target if name == "middleware" else proxy_target
+            with context(tmp, list_file, terms) as target:
+                reports.append(asyncio.run(soak(target, args, script)))
+    print_report(reports, args)
+    return 1 if failed(reports) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
