@@ -10,11 +10,10 @@ Matching (DESIGN §4) runs in two passes over the canonical query
    inside words.
 2. **Fuzzy and alternatives**: every query word (and every join of words that
    a lone punctuation mark separates, and every alternative reading) is looked
-   up in the vocabulary of term words, exactly and through a partition index:
-   a term word within one edit of a query word keeps one half intact, within
-   two edits one quarter, so looking up the query's parts at the few offsets
-   they can have gives a short candidate list, which rapidfuzz's OSA distance
-   then verifies.
+   up in the vocabulary of term words, exactly and through the candidate index
+   of :mod:`deterrence.fuzzy` (symmetric deletions for short words, intact
+   halves or thirds for longer ones), whose short candidate lists rapidfuzz's
+   OSA distance then verifies.
    No query is ever compared with every term. Multi-word terms are assembled
    from consecutive words through an index keyed by their first two words.
 
@@ -31,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ahocorasick
-from rapidfuzz.distance import OSA
 
+from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, load_lists
 from deterrence.text import (
     CanonicalText,
@@ -48,15 +47,6 @@ JOINED_PHRASE = "joined_phrase"
 
 _TERM, _ALLOW, _MEMBER = range(3)
 _MAX_JOIN = 8  # longest run of punctuation-joined words tried as one word
-
-
-def allowance(length: int) -> int:
-    """Edits tolerated in a term word of this canonical length (DESIGN §4)."""
-    if length >= 9:
-        return 2
-    if length >= 5:
-        return 1
-    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,25 +107,6 @@ class _Edge:
     candidates: dict[int, int]  # vocabulary word id -> edit distance
 
 
-def _compute_part_bounds(length: int) -> tuple[int, ...]:
-    # One edit leaves one half intact (a transposition across the middle is probed
-    # separately). Two edits need quarters, not thirds: a transposition across a
-    # boundary touches two parts, so with the second edit three of four can be hit.
-    parts = (1, 2, 4)[allowance(length)]
-    return tuple(length * i // parts for i in range(parts + 1))
-
-
-_BOUNDS = tuple(_compute_part_bounds(n) for n in range(256))
-
-
-def _part_bounds(length: int) -> tuple[int, ...]:
-    return _BOUNDS[length] if length < 256 else _compute_part_bounds(length)
-
-
-def _part_key(length: int, index: int, part: str) -> str:
-    return chr(length) + chr(index) + part
-
-
 class Matcher:
     """Matches queries against a set of term lists."""
 
@@ -164,18 +135,8 @@ class Matcher:
             self._automaton.add_word(key, tuple(values))
         if keys:
             self._automaton.make_automaton()
-        self._fuzzy_index: dict[str, list[int]] = defaultdict(list)
-        for word_id in sorted(self._fuzzy_words):
-            word = self._words[word_id]
-            bounds = _part_bounds(len(word))
-            for index in range(len(bounds) - 1):
-                key = _part_key(len(word), index, word[bounds[index] : bounds[index + 1]])
-                self._fuzzy_index[key].append(word_id)
-        self._fuzzy_lengths = frozenset(len(self._words[i]) for i in self._fuzzy_words)
-        # Probe plans for the usual word lengths, computed once at build time.
-        self._plans = {n: self._compute_probe_plan(n) for n in range(4, 48)}
+        self._fuzzy = FuzzyIndex(self._words, self._fuzzy_words)
         # Freeze the build-time defaultdicts so lookups never insert.
-        self._fuzzy_index = dict(self._fuzzy_index)
         self._phrases = dict(self._phrases)
         self._joined = dict(self._joined)
 
@@ -314,59 +275,14 @@ class Matcher:
                 edges.append(_Edge(index, end, joined, flags, True, {}))
         return edges
 
-    def _probe_plan(self, length: int) -> tuple[tuple[str, int, int], ...]:
-        plan = self._plans.get(length)
-        return plan if plan is not None else self._compute_probe_plan(length)
-
-    def _compute_probe_plan(self, length: int) -> tuple[tuple[str, int, int], ...]:
-        """Which slices of a query word of this length to look up, with the key
-        prefix (term length, part) of each."""
-        probes: list[tuple[str, int, int]] = []
-        for term_length in range(max(5, length - 2), length + 3):
-            edits = allowance(term_length)
-            if abs(term_length - length) > edits or term_length not in self._fuzzy_lengths:
-                continue
-            bounds = _part_bounds(term_length)
-            last = len(bounds) - 2
-            probes.append((_part_key(term_length, 0, ""), 0, bounds[1]))
-            tail = length - (term_length - bounds[-2])
-            probes.append((_part_key(term_length, last, ""), tail, length))
-            if edits == 1 and term_length == length:
-                # A transposition across the halves' boundary touches both: probe
-                # the left half with the two letters at the boundary swapped (-1).
-                probes.append((_part_key(term_length, 0, ""), -1, bounds[1]))
-            for index in range(1, last):
-                size = bounds[index + 1] - bounds[index]
-                for shift in range(-edits, edits + 1):
-                    offset = bounds[index] + shift
-                    if offset >= 0 and offset + size <= length:
-                        probes.append((_part_key(term_length, index, ""), offset, offset + size))
-        return tuple(probes)
-
     def _candidates(self, text: str) -> dict[int, int]:
         found: dict[int, int] = {}
         exact = self._vocabulary.get(text)
         if exact is not None:
             found[exact] = 0
-        length = len(text)
-        if length < 4 or not self._fuzzy_index:
-            return found
-        index = self._fuzzy_index
-        probed: set[int] = set()
-        for prefix, start, end in self._probe_plan(length):
-            part = text[: end - 1] + text[end] if start == -1 else text[start:end]
-            word_ids = index.get(prefix + part)
-            if word_ids is None:
-                continue
-            for word_id in word_ids:
-                if word_id in probed or word_id == exact:
-                    continue
-                probed.add(word_id)
-                word = self._words[word_id]
-                limit = allowance(len(word))
-                distance = OSA.distance(text, word, score_cutoff=limit)
-                if distance <= limit:
-                    found[word_id] = distance
+        self._fuzzy.candidates(text, found)
+        if exact is not None:
+            found[exact] = 0  # the exact reading wins over any fuzzy one
         return found
 
     def _lattice_hits(self, canonical: CanonicalText) -> list[_Hit]:

@@ -1,0 +1,176 @@
+"""The candidate index for misspellings (DESIGN §4): every term word within the
+edit allowance of a query word, found without comparing the query with every
+term word, then verified with rapidfuzz's OSA distance.
+
+Three schemes, by the term word's length, each chosen so that its keys are long
+enough to stay selective at 100,000 terms:
+
+- **5–6 letters, one edit** — symmetric deletions: a term word and a query word
+  one edit apart (substitution, insertion, deletion or adjacent transposition)
+  share the word itself or a one-letter deletion. The index holds each word and
+  its deletions; a query looks up itself and its own deletions.
+- **7–8 letters, one edit** — halves: one edit leaves one half intact, at the
+  start or at the end. A transposition across the middle touches both halves, so
+  the query's left half is also looked up with the two middle letters swapped.
+- **9+ letters, two edits** — thirds: two edits leave one third intact, at an
+  offset moved by at most two. A transposition across a boundary touches two
+  thirds and the other edit may hit the third one, so the index also holds the
+  thirds of the word with the letters at each boundary swapped.
+
+Keys carry the term word's length and the part's index, so posting lists stay
+short; a posting list holds the words themselves (one word is stored bare), so
+that rapidfuzz verifies a whole list in one call, in C.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from rapidfuzz.distance import OSA
+from rapidfuzz.process import extract
+
+DELETION_MAX = 6  # words up to this length use symmetric deletions
+_DELETION = "\x00"  # key namespace of the deletion scheme
+_NO_SWAP = -1
+
+Probe = tuple[str, int, int, int]
+"""Key prefix, slice start and end, and the position whose letter is swapped
+with the one before it first (or -1)."""
+
+
+def allowance(length: int) -> int:
+    """Edits tolerated in a term word of this canonical length (DESIGN §4)."""
+    if length >= 9:
+        return 2
+    if length >= 5:
+        return 1
+    return 0
+
+
+def part_bounds(length: int) -> tuple[int, ...]:
+    parts = 2 if allowance(length) == 1 else 3
+    return tuple(length * i // parts for i in range(parts + 1))
+
+
+def _prefix(length: int, index: int) -> str:
+    return chr(length) + chr(index + 1)
+
+
+def term_keys(word: str) -> set[str]:
+    length = len(word)
+    if length <= DELETION_MAX:
+        keys = {_DELETION + word}
+        keys.update(_DELETION + word[:i] + word[i + 1 :] for i in range(length))
+        return keys
+    bounds = part_bounds(length)
+    keys = {_prefix(length, i) + word[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)}
+    if allowance(length) == 2:
+        # The word with the letters at a boundary swapped: a query with that
+        # transposition and one more edit elsewhere still keeps one of these parts.
+        for i in range(1, len(bounds) - 1):
+            b = bounds[i]
+            swapped = word[: b - 1] + word[b] + word[b - 1] + word[b + 1 :]
+            for side in (i - 1, i):
+                keys.add(_prefix(length, side) + swapped[bounds[side] : bounds[side + 1]])
+    return keys
+
+
+def _part_probe(
+    length: int,
+    term_length: int,
+    bounds: tuple[int, ...],
+    index: int,
+    shift: int,
+    swap: int = _NO_SWAP,
+) -> list[Probe]:
+    """Where part ``index`` of a term word stands in a query word of ``length``:
+    the first part at the start, the last at the end, a middle one at its
+    offset moved by ``shift``. Empty when it would not fit."""
+    size = bounds[index + 1] - bounds[index]
+    if index == 0:
+        start = 0
+    elif index == len(bounds) - 2:
+        start = length - size
+    else:
+        start = bounds[index] + shift
+    if start < 0 or start + size > length:
+        return []
+    return [(_prefix(term_length, index), start, start + size, swap)]
+
+
+class FuzzyIndex:
+    """Immutable once built; safe to share across threads."""
+
+    def __init__(self, words: Sequence[str], word_ids: Iterable[int]) -> None:
+        postings: dict[str, list[str]] = defaultdict(list)
+        lengths: set[int] = set()
+        self._ids: dict[str, int] = {}
+        for word_id in sorted(set(word_ids)):
+            word = words[word_id]
+            if allowance(len(word)) == 0:
+                continue
+            self._ids[word] = word_id
+            lengths.add(len(word))
+            for key in term_keys(word):
+                postings[key].append(word)
+        self._index: dict[str, str | tuple[str, ...]] = {
+            key: found[0] if len(found) == 1 else tuple(found) for key, found in postings.items()
+        }
+        self._lengths = frozenset(lengths)
+        self._deletions = any(length <= DELETION_MAX for length in lengths)
+        self._plans = {n: self._compute_plan(n) for n in range(4, 48)}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _compute_plan(self, length: int) -> tuple[Probe, ...]:
+        """The part probes for a query word of this length (deletions aside)."""
+        probes: list[Probe] = []
+        for term_length in range(max(DELETION_MAX + 1, length - 2), length + 3):
+            edits = allowance(term_length)
+            if abs(term_length - length) > edits or term_length not in self._lengths:
+                continue
+            bounds = part_bounds(term_length)
+            last = len(bounds) - 2
+            for index in range(last + 1):
+                for shift in range(-edits, edits + 1) if 0 < index < last else (0,):
+                    probes.extend(_part_probe(length, term_length, bounds, index, shift))
+            if edits == 1 and term_length == length:
+                # A transposition across the middle touches both halves (two-edit
+                # words index their boundary transpositions instead: term_keys).
+                probes.extend(_part_probe(length, term_length, bounds, 0, 0, bounds[1]))
+        return tuple(dict.fromkeys(probes))
+
+    def candidates(self, text: str, found: dict[int, int]) -> None:
+        """Add every indexed word within its allowance of ``text`` to ``found``
+        (word id -> edit distance)."""
+        length = len(text)
+        if length < 4:
+            return
+        index = self._index
+        keys: list[str] = []
+        if self._deletions and length <= DELETION_MAX + 1:
+            keys.append(_DELETION + text)
+            keys.extend(_DELETION + text[:i] + text[i + 1 :] for i in range(length))
+        plan = self._plans.get(length)
+        for prefix, start, end, swap in self._compute_plan(length) if plan is None else plan:
+            source = text
+            if swap != _NO_SWAP:
+                source = text[: swap - 1] + text[swap] + text[swap - 1] + text[swap + 1 :]
+            keys.append(prefix + source[start:end])
+        for key in keys:
+            posting = index.get(key)
+            if posting is None:
+                continue
+            # Every word of a posting list has the length the key names.
+            limit = 1 if key[0] == _DELETION else allowance(ord(key[0]))
+            if isinstance(posting, str):
+                distance = OSA.distance(text, posting, score_cutoff=limit)
+                if distance <= limit:
+                    found[self._ids[posting]] = distance
+                continue
+            for word, distance, _ in extract(
+                text, posting, scorer=OSA.distance, score_cutoff=limit, limit=None
+            ):
+                found[self._ids[word]] = int(distance)
