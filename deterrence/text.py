@@ -144,10 +144,21 @@ def _read_char(ch: str) -> tuple[_Char, ...]:
         return (_Char(SPACE, " ", "", None, 0),)
     if category in ("Cf", "Cc", "Cs", "Co") or ch in _EXTRA_IGNORABLE:
         return (_Char(MARK, "", "", None, Transform.INVISIBLE),)
+    if category == "Mn":
+        # A combining mark on its own (even one casefold turns into a letter,
+        # U+0345 → ι): the word decides whether it is a diacritic to drop.
+        return (_Char(MARK, ch, "", None, 0),)
     flags = 0
-    if unicodedata.normalize("NFKC", ch) != unicodedata.normalize("NFC", ch):
+    compatible = unicodedata.normalize("NFKC", ch)
+    if compatible != unicodedata.normalize("NFC", ch):
         flags |= Transform.COMPATIBILITY
-    lookalike = LOOKALIKES.get(ch)
+    # Look-alikes also behind NFKC (mathematical Greek 𝛐, the micro sign µ) and
+    # under diacritics (ῠ is υ with a breve).
+    lookalike = (
+        LOOKALIKES.get(ch)
+        or LOOKALIKES.get(compatible)
+        or LOOKALIKES.get(unicodedata.normalize("NFKD", ch)[:1])
+    )
     decomposed = unicodedata.normalize("NFKD", ch)
     folded = decomposed.casefold()
     if folded != decomposed:
@@ -316,8 +327,12 @@ def _split_words(query: str) -> tuple[list[_RawWord], list[str]]:
             if c.kind == MARK:
                 if not c.char:
                     pending_flags |= c.flags
-                elif current.chars and current.chars[-1].script not in _LGC:
-                    current.chars.append(c)
+                elif (
+                    current.chars
+                    and current.chars[-1].kind == LETTER
+                    and current.chars[-1].script not in _LGC
+                ):
+                    current.chars.append(c)  # part of a letter in another script
                 else:
                     pending_flags |= Transform.DIACRITICS
                 continue
