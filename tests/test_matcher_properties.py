@@ -139,14 +139,17 @@ def lookalike_after_normalization(char: str) -> bool:
 
 def known_non_idempotent(text: str) -> bool:
     """The known ways canonicalization is not idempotent (see the xfail tests below):
-    a leet digit beside look-alikes in a word without Latin; one punctuation mark or a
-    leet digit beside Han; symbols at a word's edge, read both as punctuation and as
-    letters."""
+    a leet digit, or one punctuation mark joining a Latin word, beside look-alikes in a
+    word without Latin; one punctuation mark or a leet digit beside Han; symbols at a
+    word's edge, read both as punctuation and as letters."""
     text += unicodedata.normalize("NFKC", text)
     leet = any(c in _LEET for c in text)
     return (
         any(c in "@$!|" for c in text)
-        or (leet and any(c in LOOKALIKES or lookalike_after_normalization(c) for c in text))
+        or (
+            (leet or any(not c.isalnum() and not c.isspace() for c in text))
+            and any(c in LOOKALIKES or lookalike_after_normalization(c) for c in text)
+        )
         or (
             any(is_no_space_script(c) for c in text)
             and not all(is_no_space_script(c) or c.isspace() for c in text)
