@@ -50,6 +50,7 @@ from deterrence.logs import install_access_log_redaction
 from deterrence.matcher import Match, Matcher
 from deterrence.metrics import NO_VARIANT, Recorder
 from deterrence.pages import WarningPages
+from deterrence.paths import normalize_path
 from deterrence.reload import MatcherHolder
 from deterrence.settings import Settings
 
@@ -111,8 +112,10 @@ class SearchRoutes:
         ]
 
     def route_of(self, path: str) -> str | None:
-        """The configured pattern that ``path`` matches (the metrics label)."""
-        path = _without_slash(path)
+        """The configured pattern that ``path`` matches (the metrics label).
+        The path is normalized as routers and upstream servers do (``//search``,
+        ``/x/../search``), or such a request would pass uninspected."""
+        path = _without_slash(normalize_path(path))
         route = self.exact.get(path)
         if route is not None:
             return route

@@ -240,3 +240,22 @@ def test_plain_uvicorn_access_log_is_redacted(tmp_path: Path) -> None:
     assert "canary" not in output
     assert "zorblax" not in output
     assert "127.0.0.1" not in output.replace(f"http://127.0.0.1:{port}", "")
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/search", "/search"),
+        ("/search/", "/search"),
+        ("//search", "/search"),
+        ("/./search", "/search"),
+        ("/x/../search", "/search"),
+        ("/api/v1//search", "/api/*/search"),
+        ("/searches", None),
+        ("/about", None),
+    ],
+)
+def test_search_routes_see_the_path_a_router_sees(path: str, route: str | None) -> None:
+    from deterrence.middleware import SearchRoutes
+
+    assert SearchRoutes(["/search", "/api/*/search"]).route_of(path) == route
