@@ -33,8 +33,9 @@ import contextlib
 import hashlib
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -242,7 +243,8 @@ class MatcherHolder:
         # Polling acts on what it saw once, so a broken file is reported once, not per poll.
         self._seen = self._snapshot()
         try:
-            matcher, files = self._build(fetched)
+            with _yielding_often():
+                matcher, files = self._build(fetched)
         except ListError as exc:
             for item in fetched:
                 remote_lists.discard(item)
@@ -396,3 +398,19 @@ def _digests(snapshot: Snapshot) -> dict[str, str]:
         except OSError:
             continue
     return digests
+
+
+_BUILD_SWITCH_INTERVAL = 0.0005
+
+
+@contextlib.contextmanager
+def _yielding_often() -> Iterator[None]:
+    """While a new matcher is built on a worker thread, hand the interpreter lock
+    back to the event loop every 0.5 ms instead of every 5 ms, so requests served
+    during a reload wait less. Process-wide, hence restored right after."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, _BUILD_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
