@@ -184,6 +184,11 @@ def assert_warning_page(response: httpx2.Response) -> None:
     assert BLOCK_TERM not in response.text
 
 
+def decisions(authz: str) -> float:
+    """How many requests the decision service at ``authz`` has been asked about."""
+    return metric(authz, "deterrence_requests_inspected_total")
+
+
 def metric(base: str, name: str, **labels: str) -> float:
     """The sum of a metric's samples with these labels, read from ``base``/metrics."""
     text = httpx2.get(f"{base}/metrics", trust_env=False).text
