@@ -11,8 +11,8 @@ Matching (DESIGN §4) runs in two passes over the canonical query
 2. **Fuzzy and alternatives**: every query word (and every join of words that
    a lone punctuation mark separates, and every alternative reading) is looked
    up in the vocabulary of term words, exactly and through the candidate index
-   of :mod:`deterrence.fuzzy` (symmetric deletions for short words, intact
-   halves or thirds for longer ones), whose short candidate lists rapidfuzz's
+   of :mod:`deterrence.fuzzy` (symmetric deletions for words of 5–8 letters,
+   intact thirds for longer ones), whose short candidate lists rapidfuzz's
    OSA distance then verifies.
    No query is ever compared with every term. Multi-word terms are assembled
    from consecutive words through an index keyed by their first two words.
