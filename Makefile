@@ -30,8 +30,8 @@ demo: $(STAMP)
 	$(BIN)/deterrence demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check deterrence tests bench
-	$(BIN)/ruff format --check deterrence tests bench
+	$(BIN)/ruff check deterrence tests bench fuzz
+	$(BIN)/ruff format --check deterrence tests bench fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict deterrence
