@@ -11,7 +11,6 @@ import textwrap
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -20,6 +19,7 @@ from live_uvicorn import free_port, serve
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Route
+from term_lists import demo_list
 
 from deterrence.metrics import ERROR_KINDS, MATCH_DURATION_BUCKETS, Recorder
 from deterrence.settings import Settings
@@ -27,18 +27,9 @@ from deterrence.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
-class DemoList:
-    id: str
-    category: str
-    action: str
-    terms: tuple[str, ...]
-    version: str | None = None
-
-
 LISTS = [
-    DemoList("demo-zorblax", "generic", "block", ("zorblax", "quendrific")),
-    DemoList("demo-mirvel", "watch", "count", ("mirveltok",)),
+    demo_list("demo-zorblax", "generic", "block", ("zorblax", "quendrific")),
+    demo_list("demo-mirvel", "watch", "count", ("mirveltok",)),
 ]
 
 
@@ -187,7 +178,7 @@ def test_counting_and_the_histogram(tmp_path: Path) -> None:
 def test_a_reload_brings_in_new_lists(tmp_path: Path) -> None:
     recorder = make_recorder(tmp_path)
     recorder.list_reload("error", error="keyword_lists/new.toml:1: bad id")
-    new = DemoList("demo-fresh", "generic", "warn", ("zorblax", "mirveltok", "quendrific"))
+    new = demo_list("demo-fresh", "generic", "warn", ("zorblax", "mirveltok", "quendrific"))
     recorder.list_reload("ok", lists=[LISTS[0], new])
     recorder.intervention(list_id="demo-fresh", category="generic", action="warn", variant="harm")
     text = exposition(recorder)
@@ -276,29 +267,22 @@ def test_metrics_on_a_separate_loopback_port(tmp_path: Path) -> None:
 WORKER_APP = """
 import os
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from deterrence.lists import Term, TermList
 from deterrence.metrics import Recorder
 from deterrence.settings import Settings
 
 
-@dataclass(frozen=True)
-class DemoList:
-    id: str
-    category: str
-    action: str
-    terms: tuple[str, ...]
-    version: str | None = None
-
-
 recorder = Recorder(
     Settings(data_dir=Path(os.environ["TEST_DATA_DIR"]), flush_interval_seconds=0.5),
-    lists=[DemoList("demo-zorblax", "generic", "block", ("zorblax", "quendrific"))],
+    lists=[
+        TermList("demo-zorblax", "generic", terms=(Term("zorblax", True), Term("quendrific", True)))
+    ],
     variants=["control", "harm"],
     locales=["en"],
     services=["helpline"],

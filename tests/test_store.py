@@ -11,11 +11,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from term_lists import demo_list
 
 from deterrence.metrics import ERRORS, INSPECTED, INTERVENTIONS, Recorder
 from deterrence.settings import Settings
@@ -24,16 +24,7 @@ from deterrence.store import FILENAME, ReloadEvent, Store, encode_labels, hour_k
 NOON = datetime(2026, 11, 1, 12, 30, tzinfo=UTC).timestamp()
 
 
-@dataclass(frozen=True)
-class DemoList:
-    id: str
-    category: str
-    action: str
-    terms: tuple[str, ...]
-    version: str | None = None
-
-
-LISTS = [DemoList("demo-zorblax", "generic", "block", ("zorblax", "quendrific"), "2026-11-01")]
+LISTS = [demo_list("demo-zorblax", "generic", "block", ("zorblax", "quendrific"), "2026-11-01")]
 
 
 class Clock:
@@ -166,7 +157,7 @@ def test_list_status_and_reload_events(tmp_path: Path) -> None:
     ]
     clock.now += 60
     recorder.list_reload("error", error="keyword_lists/broken.toml:3: unknown key 'colour'")
-    newer = DemoList("demo-mirvel", "generic", "warn", ("mirveltok",), "2")
+    newer = demo_list("demo-mirvel", "generic", "warn", ("mirveltok",), "2")
     clock.now += 60
     recorder.list_reload("ok", lists=[*LISTS, newer])
     recorder.flush()
