@@ -11,11 +11,20 @@ APT_BINARIES := chromium nginx prometheus wrk caddy
 
 .PHONY: demo test lint typecheck pytest system-deps bench clean
 
+BASE_STAMP := $(VENV)/.installed-base
+
+# The demo needs the package only; the tests need the test tools too.
+$(BASE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(BASE_STAMP)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(BASE_STAMP) $(STAMP)
 
 system-deps:
 	@missing=""; for b in $(APT_BINARIES); do command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
@@ -26,7 +35,7 @@ system-deps:
 	@# The Debian packages start services on install; the tests run their own instances.
 	@-systemctl stop nginx prometheus caddy >/dev/null 2>&1; pkill -x nginx >/dev/null 2>&1; pkill -x prometheus >/dev/null 2>&1; pkill -x caddy >/dev/null 2>&1; true
 
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(BIN)/deterrence demo
 
 lint: $(STAMP)
