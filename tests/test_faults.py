@@ -18,12 +18,10 @@ import contextlib
 import errno
 import os
 import re
-import socket
 import sqlite3
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from gateway_support import raw_upstream
 from live_uvicorn import free_port, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -257,44 +256,10 @@ def test_an_unreadable_multiprocess_dir_fails_metrics_not_searches(tmp_path: Pat
 # --- the proxy's upstream resets ---------------------------------------------------------
 
 
-@contextlib.contextmanager
-def resetting_upstream(after: bytes) -> Iterator[str]:
-    """Reads each request, sends ``after`` (maybe nothing) and resets the connection."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                if after:
-                    conn.sendall(after)
-                    time.sleep(0.2)
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
-
-
 @pytest.mark.parametrize("on_error", ["open", "closed"])
 def test_upstream_resets_are_502_pages_and_counted(on_error: str, tmp_path: Path) -> None:
     options: dict[str, Any] = {"data_dir": tmp_path, "on_error": on_error}
-    half = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"r" * 1000
-    with resetting_upstream(b"") as before, resetting_upstream(half) as during:
+    with raw_upstream("reset") as before, raw_upstream("reset-mid-body") as during:
         proxies = [ProxyApp(before), ProxyApp(during)]
         middlewares = [
             DeterrenceMiddleware(p, block_status=BLOCK_STATUS, **options) for p in proxies

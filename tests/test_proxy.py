@@ -9,7 +9,6 @@ import gzip
 import json
 import select
 import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from gateway_support import (
     deterrence_env,
     free_port,
     python_command,
+    raw_upstream,
     run_process,
     serve,
     write_lists,
@@ -145,52 +145,6 @@ class Recorder:
 
     def error(self, kind: str) -> None:
         self.errors.append(kind)
-
-
-@contextmanager
-def raw_upstream(behaviour: str) -> Iterator[str]:
-    """A one-connection-at-a-time TCP server that misbehaves on purpose:
-    ``reset`` reads the request and resets the connection; ``reset-mid-body`` starts
-    a response and resets half-way; ``never-read`` accepts and then does nothing."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    stop = threading.Event()
-    held: list[socket.socket] = []
-
-    def reset(conn: socket.socket) -> None:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.close()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            if behaviour == "never-read":
-                held.append(conn)
-                continue
-            conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            if behaviour == "reset-mid-body":
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"y" * 1000)
-                time.sleep(0.3)
-            reset(conn)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        listener.close()
 
 
 @pytest.fixture(scope="module")
