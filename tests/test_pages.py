@@ -25,6 +25,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from page_support import make_pages
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -58,19 +59,6 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def make_pages(settings: Settings) -> tuple[WarningPages, Recorder]:
-    pages = WarningPages(settings)
-    recorder = Recorder(
-        settings,
-        lists=(),
-        variants=pages.variants,
-        locales=pages.locales,
-        services=pages.service_ids,
-    )
-    pages.recorder = recorder
-    return pages, recorder
 
 
 def site(pages: WarningPages) -> Starlette:

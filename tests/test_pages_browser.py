@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser
 from live_uvicorn import serve
+from page_support import make_pages
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -54,15 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     require_browser()
     data_dir = tmp_path_factory.mktemp("data")
     settings = Settings(data_dir=data_dir, store_enabled=False)  # shipped help services
-    pages = WarningPages(settings)
-    recorder = Recorder(
-        settings,
-        lists=(),
-        variants=pages.variants,
-        locales=pages.locales,
-        services=pages.service_ids,
-    )
-    pages.recorder = recorder
+    pages, recorder = make_pages(settings)
 
     async def search(request: Request) -> Response:
         variant = request.query_params.get("v") or pages.choose_variant()
