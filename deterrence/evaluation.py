@@ -1051,6 +1051,10 @@ class _Fixture:
     exact_singles: list[str]
     lists: dict[str, list[TermList]] = field(default_factory=dict)
 
+    def rng_for(self, name: str) -> random.Random:
+        """The seeded generator of one case class: classes never share a stream."""
+        return random.Random(f"{self.config.seed}:{name}")
+
 
 def build_fixture(config: EvalConfig, vocabulary: Vocabulary) -> _Fixture:
     forge = WordForge(random.Random(f"{config.seed}:words"), vocabulary)
@@ -1125,15 +1129,12 @@ def build_fixture(config: EvalConfig, vocabulary: Vocabulary) -> _Fixture:
 
 def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
     config, vocabulary = fixture.config, fixture.vocabulary
-    seed, count = config.seed, config.per_class
+    count = config.per_class
     fillers = vocabulary.latin_fillers
     classes: list[CaseClass] = []
 
-    def rng_for(name: str) -> random.Random:
-        return random.Random(f"{seed}:{name}")
-
     def perturbed(perturbation: Perturbation) -> CaseClass:
-        rng = rng_for(perturbation.name)
+        rng = fixture.rng_for(perturbation.name)
         terms = _cycle(rng, [t for t in fixture.main_terms if perturbation.eligible(t)])
 
         def make() -> Case | None:
@@ -1152,7 +1153,7 @@ def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
     latin = [t for t in fixture.main_terms if t.script == "latin"]
 
     # Plain embedding first: the baseline every other class builds on.
-    rng = rng_for("embedded")
+    rng = fixture.rng_for("embedded")
     plain_terms = _cycle(rng, latin)
 
     def make_embedded() -> Case | None:
@@ -1170,7 +1171,7 @@ def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
     )
     classes.extend(perturbed(p) for p in PERTURBATIONS)
 
-    rng = rng_for("pairs")
+    rng = fixture.rng_for("pairs")
     pair_terms = _cycle(rng, latin)
 
     def make_pair() -> Case | None:
@@ -1188,7 +1189,7 @@ def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
         CaseClass("pairs", "recall", "two evasions combined", "main", _collect(count, make_pair))
     )
 
-    rng = rng_for("cyrillic-terms")
+    rng = fixture.rng_for("cyrillic-terms")
     cyrillic = _cycle(rng, [t for t in fixture.main_terms if t.script == "cyrillic"])
     cyrillic_variants: tuple[Transform, ...] = (
         lambda r, s: s,
@@ -1218,7 +1219,7 @@ def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
         )
     )
 
-    rng = rng_for("cjk-terms")
+    rng = fixture.rng_for("cjk-terms")
     cjk = _cycle(rng, [t for t in fixture.main_terms if t.script == "cjk"])
 
     def make_cjk() -> Case | None:
@@ -1241,7 +1242,7 @@ def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
         )
     )
 
-    rng = rng_for("substring")
+    rng = fixture.rng_for("substring")
     substring = _cycle(rng, [t for t in fixture.main_terms if t.substring])
 
     def make_substring() -> Case | None:
@@ -1260,7 +1261,7 @@ def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
         )
     )
 
-    rng = rng_for("rules")
+    rng = fixture.rng_for("rules")
 
     def make_rule() -> Case | None:
         groups = rng.choice(fixture.rules)
@@ -1276,7 +1277,7 @@ def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
         )
     )
 
-    rng = rng_for("allow-control")
+    rng = fixture.rng_for("allow-control")
 
     def make_allow_control() -> Case | None:
         term, phrase = rng.choice(fixture.allow)
@@ -1302,16 +1303,13 @@ def _recall_classes(fixture: _Fixture) -> list[CaseClass]:
 
 def _negative_classes(fixture: _Fixture) -> list[CaseClass]:
     config, vocabulary = fixture.config, fixture.vocabulary
-    seed, count = config.seed, config.per_class
+    count = config.per_class
     fillers = vocabulary.latin_fillers
     classes: list[CaseClass] = []
 
-    def rng_for(name: str) -> random.Random:
-        return random.Random(f"{seed}:{name}")
-
     per_language = config.innocent_queries // len(QUERY_LANGUAGES)
     for lang in QUERY_LANGUAGES:
-        rng = rng_for(f"innocent-{lang}")
+        rng = fixture.rng_for(f"innocent-{lang}")
         words = vocabulary.query_words[lang]
         cases = tuple(Case(innocent_query(rng, words, lang), lang) for _ in range(per_language))
         classes.append(
@@ -1319,7 +1317,7 @@ def _negative_classes(fixture: _Fixture) -> list[CaseClass]:
         )
 
     stand_ins = set(STAND_INS)
-    rng = rng_for("substring-words")
+    rng = fixture.rng_for("substring-words")
     inside = re.compile("|".join(STAND_INS))
     containing = sorted(
         (form, real)
@@ -1339,7 +1337,7 @@ def _negative_classes(fixture: _Fixture) -> list[CaseClass]:
         )
     )
 
-    rng = rng_for("near-short")
+    rng = fixture.rng_for("near-short")
     by_length: dict[int, list[str]] = {}
     for form in vocabulary.latin_words:
         by_length.setdefault(len(form), []).append(form)
@@ -1404,7 +1402,7 @@ def _negative_classes(fixture: _Fixture) -> list[CaseClass]:
             "false_positive",
             "2 edits in 5-8 letters, 3 in 9+",
             "near",
-            _collect(count, beyond(rng_for("beyond-allowance"), fixture.fuzzy_singles, 1)),
+            _collect(count, beyond(fixture.rng_for("beyond-allowance"), fixture.fuzzy_singles, 1)),
         )
     )
     classes.append(
@@ -1413,11 +1411,11 @@ def _negative_classes(fixture: _Fixture) -> list[CaseClass]:
             "false_positive",
             "1 edit from a fuzzy = false term",
             "near",
-            _collect(count, beyond(rng_for("fuzzy-off"), fixture.exact_singles, 0)),
+            _collect(count, beyond(fixture.rng_for("fuzzy-off"), fixture.exact_singles, 0)),
         )
     )
 
-    rng = rng_for("allow-phrase")
+    rng = fixture.rng_for("allow-phrase")
 
     def make_allowed() -> Case | None:
         term, phrase = rng.choice(fixture.allow)
@@ -1434,7 +1432,7 @@ def _negative_classes(fixture: _Fixture) -> list[CaseClass]:
         )
     )
 
-    rng = rng_for("rule-partial")
+    rng = fixture.rng_for("rule-partial")
 
     def make_partial() -> Case | None:
         groups = list(rng.choice(fixture.rules))
