@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"deterrence.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"deterrence.commands.{name}":
-                raise
-            continue  # not built yet
-        module.register(subparsers)
+        importlib.import_module(f"deterrence.commands.{name}").register(subparsers)
     return parser
 
 

@@ -50,8 +50,6 @@ class Settings(BaseSettings):
 
     # --- what happens on a match -------------------------------------------
     block_status: int = 200
-    warn_header: bool = False
-    """Add ``Deterrence-Action: warn`` to the request seen by the app."""
 
     # --- warning pages -----------------------------------------------------
     pages_dir: Path = PAGES_DIR
