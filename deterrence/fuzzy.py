@@ -140,25 +140,37 @@ class FuzzyIndex:
         if length < 4:
             return
         index = self._index
-        keys: list[str] = []
+        # Candidates of every probe are gathered first and verified in one
+        # rapidfuzz call per allowance: a word found through several keys is
+        # compared once, and the per-call overhead is paid twice, not per key.
+        near: list[str] = []  # from deletion keys: words of 5-8 letters, one edit
+        far: list[str] = []  # from part keys: words of 9+ letters, two edits
         if self._deletions and length <= DELETION_MAX + 1:
-            keys.append(_DELETION + text)
-            keys.extend(_DELETION + text[:i] + text[i + 1 :] for i in range(length))
+            for key in (text, *[text[:i] + text[i + 1 :] for i in range(length)]):
+                posting = index.get(_DELETION + key)
+                if posting is None:
+                    continue
+                if isinstance(posting, str):
+                    near.append(posting)
+                else:
+                    near.extend(posting)
         plan = self._plans.get(length)
         for prefix, start, end in self._compute_plan(length) if plan is None else plan:
-            keys.append(prefix + text[start:end])
-        for key in keys:
-            posting = index.get(key)
+            posting = index.get(prefix + text[start:end])
             if posting is None:
                 continue
-            # Every word of a posting list has the length the key names.
-            limit = 1 if key[0] == _DELETION else allowance(ord(key[0]))
             if isinstance(posting, str):
-                distance = OSA.distance(text, posting, score_cutoff=limit)
+                far.append(posting)
+            else:
+                far.extend(posting)
+        ids = self._ids
+        for pool, limit in ((near, 1), (far, 2)):
+            if len(pool) == 1:
+                distance = OSA.distance(text, pool[0], score_cutoff=limit)
                 if distance <= limit:
-                    found[self._ids[posting]] = distance
-                continue
-            for word, distance, _ in extract(
-                text, posting, scorer=OSA.distance, score_cutoff=limit, limit=None
-            ):
-                found[self._ids[word]] = int(distance)
+                    found[ids[pool[0]]] = distance
+            elif pool:
+                for word, distance, _ in extract(
+                    text, set(pool), scorer=OSA.distance, score_cutoff=limit, limit=None
+                ):
+                    found[ids[word]] = int(distance)

@@ -18,7 +18,9 @@ Matching (DESIGN §4) runs in two passes over the canonical query
    from consecutive words through an index keyed by their first two words.
 
 A built :class:`Matcher` is immutable: share it freely across threads and
-asyncio tasks, and build a new one for a new list set.
+asyncio tasks, and build a new one for a new list set. Its one mutable part is
+a bounded memo of recent words' candidates (:mod:`deterrence.memo`), which
+changes how fast an answer comes, never what it is.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import ahocorasick
 
 from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, load_lists
+from deterrence.memo import WordMemo
 from deterrence.text import (
     CanonicalText,
     Transform,
@@ -47,6 +50,8 @@ JOINED_PHRASE = "joined_phrase"
 
 _TERM, _ALLOW, _MEMBER = range(3)
 _MAX_JOIN = 8  # longest run of punctuation-joined words tried as one word
+MEMO_WORDS = 50_000
+"""Words whose candidates a matcher remembers (up to twice this many, a few MB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +115,10 @@ class _Edge:
 class Matcher:
     """Matches queries against a set of term lists."""
 
-    def __init__(self, lists: Sequence[TermList]) -> None:
+    def __init__(self, lists: Sequence[TermList], *, memo_words: int = MEMO_WORDS) -> None:
         self.lists: tuple[TermList, ...] = tuple(lists)
+        # The one mutable part: recent words' candidates (results never change).
+        self._memo: WordMemo[dict[int, int]] = WordMemo(memo_words)
         self._patterns: list[_Pattern] = []
         self._words: list[str] = []
         self._vocabulary: dict[str, int] = {}
@@ -156,6 +163,7 @@ class Matcher:
         list_id: str = "terms",
         category: str = "terms",
         action: Action = "block",
+        memo_words: int = MEMO_WORDS,
     ) -> Matcher:
         """A matcher over one in-memory list (tests, benchmarks, experiments)."""
         term_list = TermList(
@@ -165,7 +173,7 @@ class Matcher:
             fuzzy=fuzzy,
             terms=tuple(Term(t, fuzzy) for t in terms),
         )
-        return cls([term_list])
+        return cls([term_list], memo_words=memo_words)
 
     @property
     def term_count(self) -> int:
@@ -276,13 +284,19 @@ class Matcher:
         return edges
 
     def _candidates(self, text: str) -> dict[int, int]:
-        found: dict[int, int] = {}
+        """Vocabulary words within their allowance of ``text`` (word id -> edits).
+        Callers only read the result: it may be shared through the memo."""
+        found = self._memo.get(text)
+        if found is not None:
+            return found
+        found = {}
         exact = self._vocabulary.get(text)
         if exact is not None:
             found[exact] = 0
         self._fuzzy.candidates(text, found)
         if exact is not None:
             found[exact] = 0  # the exact reading wins over any fuzzy one
+        self._memo.put(text, found)
         return found
 
     def _lattice_hits(self, canonical: CanonicalText) -> list[_Hit]:
