@@ -24,12 +24,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from enum import IntFlag
 from functools import lru_cache
 
 
-class Transform(IntFlag):
-    """What canonicalization had to undo; reported in ``Match.transforms``."""
+class Transform:
+    """What canonicalization had to undo; reported in ``Match.transforms``.
+    Bit flags as plain ints: ``IntFlag`` arithmetic runs enum's Python code,
+    and the flags are combined for every character of every query."""
 
     CASE = 1
     COMPATIBILITY = 2  # full-width, mathematical letters, ligatures (NFKC)
@@ -43,7 +44,7 @@ class Transform(IntFlag):
     EDIT = 512  # misspelling within the edit allowance (set by the matcher)
 
 
-TRANSFORM_NAMES: dict[Transform, str] = {
+TRANSFORM_NAMES: dict[int, str] = {
     Transform.CASE: "case",
     Transform.COMPATIBILITY: "compatibility",
     Transform.INVISIBLE: "invisible",
@@ -401,14 +402,22 @@ def _plain_tokens(query: str) -> list[Token] | None:
     stripped = query.strip(" ")
     if not _PLAIN_QUERY.fullmatch(stripped):
         return None
+    lowered = stripped.lower()
+    case = Transform.CASE if lowered != stripped else 0
+    if _REPEATED_LETTER.search(lowered) is None:  # the usual case: nothing to collapse
+        if not case:
+            return [Token(word, 0) for word in lowered.split()]
+        return [
+            Token(word, Transform.CASE if word != original else 0)
+            for word, original in zip(lowered.split(), stripped.split(), strict=True)
+        ]
     tokens = []
-    for word in stripped.split():
-        lowered = word.lower()
-        collapsed = _REPEATED_LETTER.sub(r"\1", lowered)
+    for word, original in zip(lowered.split(), stripped.split(), strict=True):
+        collapsed = _REPEATED_LETTER.sub(r"\1", word)
         if len(collapsed) == 1:
             return None  # may belong to a run of spaced letters (step 7)
-        flags = (Transform.CASE if lowered != word else 0) | (
-            Transform.REPEATS if collapsed != lowered else 0
+        flags = (Transform.CASE if word != original else 0) | (
+            Transform.REPEATS if collapsed != word else 0
         )
         tokens.append(Token(collapsed, flags))
     return tokens
@@ -417,8 +426,10 @@ def _plain_tokens(query: str) -> list[Token] | None:
 def tokenize(query: str) -> list[Token]:
     """The canonical tokens of ``query``; never raises for any ``str``."""
     plain = _plain_tokens(query)
-    if plain is not None:
-        return plain
+    return plain if plain is not None else _tokenize(query)
+
+
+def _tokenize(query: str) -> list[Token]:
     raw_words, separators = _split_words(query)
     _merge_spaced(raw_words, separators)
     tokens: list[Token] = []
@@ -458,7 +469,11 @@ class CanonicalText:
 
 
 def canonical_text(query: str) -> CanonicalText:
-    tokens = tokenize(query)
+    plain = _plain_tokens(query)
+    return _plain_text(plain) if plain is not None else _joined_text(_tokenize(query))
+
+
+def _joined_text(tokens: list[Token]) -> CanonicalText:
     parts: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -490,6 +505,29 @@ def canonical_text(query: str) -> CanonicalText:
         flags |= token.flags
     return CanonicalText(
         "".join(parts), tuple(tokens), tuple(starts), tuple(ends), frozenset(boundaries), flags
+    )
+
+
+def _plain_text(tokens: list[Token]) -> CanonicalText:
+    """``canonical_text`` of fast-path tokens: words one space apart, nothing
+    joined, nothing inside a word where a match may start."""
+    starts: list[int] = []
+    ends: list[int] = []
+    length = 0
+    flags = 0
+    for token in tokens:
+        starts.append(length)
+        length += len(token.text)
+        ends.append(length)
+        length += 1
+        flags |= token.flags
+    return CanonicalText(
+        " ".join(token.text for token in tokens),
+        tuple(tokens),
+        tuple(starts),
+        tuple(ends),
+        frozenset(starts + ends),
+        flags,
     )
 
 

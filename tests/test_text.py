@@ -5,8 +5,20 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from deterrence.text import canonical_text, canonicalize, term_words, tokenize, transform_names
+from deterrence.text import (
+    _joined_text,
+    _plain_text,
+    _plain_tokens,
+    _tokenize,
+    canonical_text,
+    canonicalize,
+    term_words,
+    tokenize,
+    transform_names,
+)
 
 
 @pytest.mark.parametrize(
@@ -121,3 +133,14 @@ def test_the_plain_ascii_fast_path_agrees_with_the_general_path() -> None:
         assert [(t.text, t.flags) for t in fast] == [(t.text, t.flags) for t in slow], query
         checked += 1
     assert checked > 500
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(r"\A *[A-Za-z]{1,9}( +[A-Za-z]{1,9}){0,5} *\Z"))
+def test_the_plain_fast_path_agrees_with_the_full_one(query: str) -> None:
+    """ASCII words take a shortcut; it must give exactly what every query gets."""
+    plain = _plain_tokens(query)
+    full = _joined_text(_tokenize(query))
+    if plain is not None:
+        assert _plain_text(plain) == full
+    assert canonical_text(query) == full
