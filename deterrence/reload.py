@@ -2,8 +2,11 @@
 without dropping or slowing a request.
 
 :class:`MatcherHolder` owns the :class:`~deterrence.matcher.Matcher` in service. A
-reload builds the new one on a worker thread, so the event loop keeps answering, and
-then replaces the ``matcher`` attribute in one assignment. The middleware reads that
+reload builds the new one in a child process (:mod:`deterrence.child_build`), waited
+for on a worker thread, so the event loop keeps answering and the build does not take
+its interpreter lock; then it replaces the ``matcher`` attribute in one assignment.
+When no child can be started, the build runs on the worker thread instead (logged,
+and counted in ``MatcherHolder.build_fallbacks``). The middleware reads that
 attribute once per request: every request is matched against one list set from start
 to end, the old or the new, never a mix, and nothing waits for a lock.
 
@@ -33,9 +36,8 @@ import contextlib
 import hashlib
 import logging
 import signal
-import sys
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -43,7 +45,8 @@ from typing import Any, Literal, Protocol
 import anyio.to_thread
 
 from deterrence import remote_lists
-from deterrence.lists import ListError, TermList, list_files, load_lists
+from deterrence.child_build import BuildCancelled, BuildUnavailable, ChildBuilder, build_here
+from deterrence.lists import ListError, TermList, list_files
 from deterrence.matcher import Matcher
 from deterrence.remote_lists import Fetched, FetchError, RemoteList
 from deterrence.settings import Settings
@@ -137,6 +140,9 @@ class MatcherHolder:
         self._rejected: dict[str, str] = {}  # URL -> sha256 of content that failed to load
         self._tasks: set[asyncio.Task[object]] = set()
         self._signal_loop: asyncio.AbstractEventLoop | None = None
+        self.builder = ChildBuilder()
+        self.build_fallbacks = 0
+        """Reloads built in this process because no child process could build."""
         self.matcher: Matcher = self._first_load()
 
     # --- loading ---------------------------------------------------------------
@@ -186,9 +192,10 @@ class MatcherHolder:
                 entries[str(file)] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         return tuple(sorted(entries.items()))
 
-    def _build(self, fetched: list[Fetched]) -> tuple[Matcher, _Files]:
+    def _build(self, fetched: list[Fetched], *, in_child: bool = False) -> tuple[Matcher, _Files]:
         """Load every list (with ``fetched`` bodies in place of their cached copies) and
-        build a matcher. Raises ListError (``_ListsMissing`` for vanished files).
+        build a matcher. Raises ListError (``_ListsMissing`` for vanished files), and
+        BuildCancelled when ``in_child`` and the holder stops meanwhile.
 
         The files are recorded *before* they are read: if one changes meanwhile, the
         record is older than what was loaded and the next poll loads it again."""
@@ -203,10 +210,19 @@ class MatcherHolder:
             raise _ListsMissing([f"{name}: list file is missing" for name in sorted(set(gone))])
         files = _Files.now(snapshot)
         try:
-            lists = load_lists(self._files(staged))
+            matcher = self._matcher(self._files(staged), in_child=in_child)
         except ListError as exc:
             raise ListError([self._describe(p, staged) for p in exc.problems]) from exc
-        return Matcher(lists), files
+        return matcher, files
+
+    def _matcher(self, files: list[Path], *, in_child: bool) -> Matcher:
+        if in_child:
+            try:
+                return self.builder.build(files)
+            except BuildUnavailable as exc:
+                self.build_fallbacks += 1
+                logger.warning("building the matcher in this process: %s", exc)
+        return build_here(files)
 
     def _describe(self, problem: str, staged: Mapping[Path, Path]) -> str:
         """A problem in a list fetched from a URL names the URL, not the cache file."""
@@ -243,8 +259,13 @@ class MatcherHolder:
         # Polling acts on what it saw once, so a broken file is reported once, not per poll.
         self._seen = self._snapshot()
         try:
-            with _yielding_often():
-                matcher, files = self._build(fetched)
+            matcher, files = self._build(fetched, in_child=True)
+        except BuildCancelled:
+            for item in fetched:
+                remote_lists.discard(item)
+            self._seen = self._in_service.snapshot  # a later start() sees the change again
+            logger.info("term list reload (%s) abandoned: shutting down", reason)
+            return ReloadResult("unchanged", self.matcher.lists)
         except ListError as exc:
             for item in fetched:
                 remote_lists.discard(item)
@@ -332,6 +353,7 @@ class MatcherHolder:
         """Start polling and install the SIGHUP handler (main thread only)."""
         if self._tasks:
             return
+        self.builder.open()
         if self.settings.reload_poll_seconds > 0:
             self._spawn(self._poll_files(self.settings.reload_poll_seconds))
         if self.remotes and self.settings.list_urls_poll_seconds > 0:
@@ -347,6 +369,7 @@ class MatcherHolder:
                 self._signal_loop = loop
 
     async def stop(self) -> None:
+        self.builder.close()  # first: the tasks below may be waiting for a child
         if self._signal_loop is not None:
             with contextlib.suppress(Exception):
                 self._signal_loop.remove_signal_handler(signal.SIGHUP)
@@ -398,19 +421,3 @@ def _digests(snapshot: Snapshot) -> dict[str, str]:
         except OSError:
             continue
     return digests
-
-
-_BUILD_SWITCH_INTERVAL = 0.0005
-
-
-@contextlib.contextmanager
-def _yielding_often() -> Iterator[None]:
-    """While a new matcher is built on a worker thread, hand the interpreter lock
-    back to the event loop every 0.5 ms instead of every 5 ms, so requests served
-    during a reload wait less. Process-wide, hence restored right after."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, _BUILD_SWITCH_INTERVAL))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)

@@ -1,0 +1,231 @@
+"""Reloads build the matcher in a child process (deterrence.child_build): a pickled
+matcher answers exactly like the one built here, a broken list is still reported by
+file and line, a child that cannot build falls back to building here, and stopping
+kills a build in progress — no child process outlives its server.
+
+Every term here is invented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from live_uvicorn import serve
+from test_reload import app, blocked, invented_terms, wait_for, write_list
+
+from deterrence import DeterrenceMiddleware, Matcher, Settings
+from deterrence.child_build import BuildCancelled, BuildUnavailable, ChildBuilder
+from deterrence.lists import ListError, load_lists
+from deterrence.matcher import Match
+from deterrence.reload import MatcherHolder
+
+REPO = Path(__file__).resolve().parent.parent
+needs_proc = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+
+MIXED_LIST = """\
+id = "mixed"
+category = "testing"
+action = "warn"
+terms = [
+  "zorblax",
+  "quendrific mirvel",
+  { term = "tozzlewick", fuzzy = false },
+  { term = "flarnish", substring = true },
+  "ゾルブラクス",
+  "мирвельторп",
+  "glamberquinoxet",
+]
+allow = ["report zorblax"]
+
+[[rules]]
+id = "pair"
+all_of = [["glimmerdusk", "vornish"], ["archive", "collection"]]
+"""
+
+
+def variants(term: str, rng: random.Random) -> list[str]:
+    """The term as written and a few evasions of it, some past the allowance."""
+    letters = list(term)
+    edited = letters.copy()
+    edited[rng.randrange(len(edited))] = rng.choice("aeiouxz")
+    twice = edited.copy()
+    twice[rng.randrange(len(twice))] = rng.choice("bdk")
+    return [
+        term,
+        term.upper(),
+        f"free {term} videos",
+        " ".join(letters),
+        term.replace("o", "0").replace("e", "3"),
+        "-".join(term.split()),
+        term.replace(" ", ""),
+        "".join(edited),
+        "".join(twice),
+        f"report {term}",
+        f"super{term}ing",
+    ]
+
+
+def queries(matcher: Matcher, rng: random.Random) -> list[str]:
+    found = ["weather tomorrow", "vornish collection", "glimmerdusk archive", "", "!!"]
+    for term_list in matcher.lists:
+        found += [*term_list.tests_match, *term_list.tests_no_match]
+        for term in term_list.terms:
+            found += variants(term.text, rng)
+    alphabet = "zorblaxquendificmv -.0"
+    found += ["".join(rng.choice(alphabet) for _ in range(rng.randint(3, 24))) for _ in range(300)]
+    return found
+
+
+def test_a_pickled_matcher_answers_exactly_like_the_original(tmp_path: Path) -> None:
+    (tmp_path / "mixed.toml").write_text(MIXED_LIST, encoding="utf-8")
+    write_list(tmp_path / "many.toml", "many", invented_terms(500))
+    original = Matcher(load_lists([REPO / "keyword_lists", tmp_path]))
+    copy = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
+    assert copy.lists == original.lists and copy.term_count == original.term_count
+    asked = queries(original, random.Random(3))
+    answers = [original.match(q) for q in asked]
+    assert sum(isinstance(a, Match) for a in answers) > len(asked) // 4  # not all misses
+    for query, answer in zip(asked, answers, strict=True):
+        assert copy.match(query) == answer, query
+
+
+# --- reloads through the child ---------------------------------------------------------
+
+
+@pytest.fixture
+def lists_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "lists"
+    directory.mkdir()
+    write_list(directory / "alpha.toml", "alpha", ["zorblax"])
+    return directory
+
+
+@pytest.fixture
+def holder(lists_dir: Path, tmp_path: Path) -> MatcherHolder:
+    return MatcherHolder(Settings(lists=[lists_dir], data_dir=tmp_path / "data"))
+
+
+def not_here(files: object) -> Matcher:
+    raise AssertionError("built in the serving process")
+
+
+def test_a_reload_builds_in_a_child_process(
+    holder: MatcherHolder, lists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("deterrence.reload.build_here", not_here)
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    assert holder.reload_blocking("test").result == "ok"
+    assert holder.matcher.match("mirvelwort") is not None
+    assert holder.build_fallbacks == 0
+
+
+def test_a_broken_list_built_in_a_child_names_file_and_line(
+    holder: MatcherHolder, lists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("deterrence.reload.build_here", not_here)
+    broken = lists_dir / "alpha.toml"
+    broken.write_text('id = "alpha"\ncategory = "testing"\nterms = [\n  "ok",\n  3,\n]\n')
+    result = holder.reload_blocking("test")
+    assert result.result == "error" and result.kind == "list_invalid"
+    with pytest.raises(ListError) as here:
+        load_lists([lists_dir])
+    assert result.error == "; ".join(here.value.problems)  # what a build here reports
+    assert result.error.startswith(f"{broken}:3:")
+    assert holder.matcher.match("zorblax") is not None  # the lists in service stay
+    assert holder.build_fallbacks == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["/nonexistent/python3"],  # cannot be started
+        ["/bin/sh", "-c", "sleep 60"],  # not a Python interpreter: never run
+        [sys.executable, "-c", "print('hello')"],  # answers nonsense
+        [sys.executable, "-c", "import sys; sys.exit(3)"],  # dies
+        [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'deterrence-matcher-1\\nx')"],
+    ],
+)
+def test_a_child_that_cannot_build_falls_back_to_building_here(
+    holder: MatcherHolder,
+    lists_dir: Path,
+    command: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    holder.builder.command = command
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    with caplog.at_level(logging.WARNING, logger="deterrence.reload"):
+        assert holder.reload_blocking("test").result == "ok"
+    assert holder.matcher.match("mirvelwort") is not None
+    assert holder.build_fallbacks == 1
+    assert "building the matcher in this process" in caplog.text
+
+
+@needs_proc
+def test_a_child_that_takes_too_long_is_killed() -> None:
+    builder = ChildBuilder(timeout=0.3)
+    builder.command = [sys.executable, "-c", "import time; time.sleep(60)"]
+    started = time.monotonic()
+    with pytest.raises(BuildUnavailable, match="no answer"):
+        builder.build([])
+    assert time.monotonic() - started < 10
+    assert children() == set()
+
+
+def children() -> set[int]:
+    """This process's live child processes (Linux)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found
+
+
+@needs_proc
+def test_stopping_kills_a_build_in_progress(holder: MatcherHolder, lists_dir: Path) -> None:
+    holder.builder.command = [sys.executable, "-c", "import time; time.sleep(60)"]
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    before = children()
+    results = []
+    reloading = threading.Thread(target=lambda: results.append(holder.reload_blocking("test")))
+    reloading.start()
+    wait_for(lambda: len(children() - before) == 1)
+    started = time.monotonic()
+    asyncio.run(holder.stop())
+    reloading.join(timeout=10)
+    assert not reloading.is_alive() and time.monotonic() - started < 5
+    assert results[0].result == "unchanged"  # abandoned: no error counted, no fallback build
+    assert holder.build_fallbacks == 0 and holder.matcher.match("mirvelwort") is None
+    assert children() == before
+    with pytest.raises(BuildCancelled):  # stopped: no new child either
+        holder.builder.build([])
+
+
+@needs_proc
+def test_servers_started_and_stopped_leave_no_child_process(
+    lists_dir: Path, tmp_path: Path
+) -> None:
+    before = children()
+    for round_ in range(4):
+        middleware = DeterrenceMiddleware(
+            app(),
+            lists=[lists_dir],
+            data_dir=tmp_path / "data",
+            reload_poll_seconds=0.05,
+            block_status=451,
+        )
+        word = f"mirvelwort{'x' * round_}"
+        with serve(middleware) as base:
+            write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", word])
+            wait_for(lambda: blocked(base, word))  # noqa: B023 - used within the round
+            assert middleware.matcher_holder.build_fallbacks == 0
+            write_list(lists_dir / "alpha.toml", "alpha", ["zorblax"])
+            time.sleep(0.12)  # stop while that reload may still be building
+        assert children() == before
