@@ -35,7 +35,7 @@ import ahocorasick
 
 from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, load_lists
-from deterrence.memo import WordMemo
+from deterrence.memo import Memo
 from deterrence.text import (
     CanonicalText,
     Transform,
@@ -50,8 +50,16 @@ JOINED_PHRASE = "joined_phrase"
 
 _TERM, _ALLOW, _MEMBER = range(3)
 _MAX_JOIN = 8  # longest run of punctuation-joined words tried as one word
-MEMO_WORDS = 50_000
-"""Words whose candidates a matcher remembers (up to twice this many, a few MB)."""
+MEMO_SIZE = 50_000
+"""Queries and words a matcher remembers answers for (each up to twice this
+many; a few MB). 0 turns the memo off."""
+
+
+class _Unseen:
+    """What the query memo answers for a query it does not hold."""
+
+
+_UNSEEN = _Unseen()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +123,12 @@ class _Edge:
 class Matcher:
     """Matches queries against a set of term lists."""
 
-    def __init__(self, lists: Sequence[TermList], *, memo_words: int = MEMO_WORDS) -> None:
+    def __init__(self, lists: Sequence[TermList], *, memo_size: int = MEMO_SIZE) -> None:
         self.lists: tuple[TermList, ...] = tuple(lists)
-        # The one mutable part: recent words' candidates (results never change).
-        self._memo: WordMemo[dict[int, int]] = WordMemo(memo_words)
+        # The one mutable part: answers for recent queries and candidates for
+        # recent words (they never change, so remembering them is safe).
+        self._query_memo: Memo[Match | _Unseen | None] = Memo(memo_size)
+        self._word_memo: Memo[dict[int, int] | None] = Memo(memo_size)
         self._patterns: list[_Pattern] = []
         self._words: list[str] = []
         self._vocabulary: dict[str, int] = {}
@@ -163,7 +173,7 @@ class Matcher:
         list_id: str = "terms",
         category: str = "terms",
         action: Action = "block",
-        memo_words: int = MEMO_WORDS,
+        memo_size: int = MEMO_SIZE,
     ) -> Matcher:
         """A matcher over one in-memory list (tests, benchmarks, experiments)."""
         term_list = TermList(
@@ -173,7 +183,7 @@ class Matcher:
             fuzzy=fuzzy,
             terms=tuple(Term(t, fuzzy) for t in terms),
         )
-        return cls([term_list], memo_words=memo_words)
+        return cls([term_list], memo_size=memo_size)
 
     @property
     def term_count(self) -> int:
@@ -234,6 +244,13 @@ class Matcher:
 
     def match(self, query: str) -> Match | None:
         """The most severe match for ``query``, or None."""
+        found = self._query_memo.get(query, _UNSEEN)
+        if isinstance(found, _Unseen):
+            found = self._match(query)
+            self._query_memo.put(query, found)
+        return found
+
+    def _match(self, query: str) -> Match | None:
         canonical = canonical_text(query)
         if not canonical.tokens:
             return None
@@ -286,7 +303,7 @@ class Matcher:
     def _candidates(self, text: str) -> dict[int, int]:
         """Vocabulary words within their allowance of ``text`` (word id -> edits).
         Callers only read the result: it may be shared through the memo."""
-        found = self._memo.get(text)
+        found = self._word_memo.get(text, None)
         if found is not None:
             return found
         found = {}
@@ -296,7 +313,7 @@ class Matcher:
         self._fuzzy.candidates(text, found)
         if exact is not None:
             found[exact] = 0  # the exact reading wins over any fuzzy one
-        self._memo.put(text, found)
+        self._word_memo.put(text, found)
         return found
 
     def _lattice_hits(self, canonical: CanonicalText) -> list[_Hit]:

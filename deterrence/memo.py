@@ -1,13 +1,17 @@
-"""A bounded memo for per-word results of the matcher.
+"""A bounded memo for the matcher's answers about recent queries and words.
 
-Search traffic repeats its words far more than it repeats whole queries, and
-the misspelling lookup of one word is the costliest step of matching at large
-list sizes. The memo keeps recent words' results in two generations of plain
-dicts: a lookup tries the current one, then the previous one (a hit there is
-copied forward); when the current one is full it becomes the previous one.
-That approximates LRU with no bookkeeping per hit and no iteration, and each
-step is one dict operation, so threads sharing a matcher need no lock: a race
-can only lose an entry, never return a wrong one.
+Search traffic repeats itself: popular queries come back again and again, and
+the long tail shares its words. The memo keeps recent results in two
+generations of plain dicts: a lookup tries the current one, then the previous
+one (a hit there is copied forward); when the current one is full it becomes
+the previous one. That approximates LRU with no bookkeeping per hit and no
+iteration, and each step is one dict operation, so threads sharing a matcher
+need no lock: a race can only lose an entry, never return a wrong one.
+
+Keys are the text's ``hash()``, never the text: the memo keeps no query in
+memory after its request (DESIGN §6). The string hash is keyed per process
+(SipHash, 64 bits); two different texts sharing one while both are in the memo
+is a chance of about ``entries / 2**64`` per lookup.
 """
 
 from __future__ import annotations
@@ -17,38 +21,44 @@ from typing import Generic, TypeVar
 Value = TypeVar("Value")
 
 
-class WordMemo(Generic[Value]):
-    """Holds the results of up to ``2 * size`` recent words (0 disables it)."""
+class Memo(Generic[Value]):
+    """Results for up to ``2 * size`` recent texts (``size`` 0 disables it)."""
 
     __slots__ = ("_current", "_previous", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._current: dict[str, Value] = {}
-        self._previous: dict[str, Value] = {}
+        self._current: dict[int, Value] = {}
+        self._previous: dict[int, Value] = {}
 
-    def get(self, word: str) -> Value | None:
-        value = self._current.get(word)
-        if value is None:
-            value = self._previous.get(word)
-            if value is not None:
-                self.put(word, value)
+    def get(self, text: str, default: Value) -> Value:
+        key = hash(text)
+        value = self._current.get(key, default)
+        if value is default:
+            value = self._previous.get(key, default)
+            if value is not default:
+                self._put(key, value)
         return value
 
-    def put(self, word: str, value: Value) -> None:
+    def put(self, text: str, value: Value) -> None:
+        self._put(hash(text), value)
+
+    def _put(self, key: int, value: Value) -> None:
         if not self.size:
             return
         current = self._current
         if len(current) >= self.size:
             self._previous = current
             current = self._current = {}
-        current[word] = value
+        current[key] = value
 
     def __len__(self) -> int:
         return len(self._current) + len(self._previous)
 
     def __getstate__(self) -> tuple[int]:
-        return (self.size,)  # a matcher built in another process arrives with an empty memo
+        # A matcher built in another process arrives with an empty memo (and
+        # the hashes of one process mean nothing in another).
+        return (self.size,)
 
     def __setstate__(self, state: tuple[int]) -> None:
         (self.size,) = state

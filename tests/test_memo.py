@@ -1,49 +1,59 @@
-"""The matcher's word memo: bounded, invisible in answers, absent from pickles."""
+"""The matcher's memo: bounded, invisible in answers, holding no query text,
+absent from pickles."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 
 from deterrence.evaluation import EvalConfig, build_cases
 from deterrence.matcher import Matcher
-from deterrence.memo import WordMemo
+from deterrence.memo import Memo
 
 
 def test_memo_keeps_at_most_two_generations() -> None:
-    memo: WordMemo[int] = WordMemo(3)
+    memo: Memo[int] = Memo(3)
     for number in range(10):
         memo.put(f"word{number}", number)
     assert len(memo) <= 6
-    assert memo.get("word9") == 9
-    assert memo.get("word0") is None  # evicted long ago
+    assert memo.get("word9", -1) == 9
+    assert memo.get("word0", -1) == -1  # evicted long ago
 
 
 def test_a_hit_in_the_previous_generation_survives_the_next_turn() -> None:
-    memo: WordMemo[int] = WordMemo(2)
+    memo: Memo[int] = Memo(2)
     memo.put("kept", 1)
     memo.put("other", 2)
     memo.put("third", 3)  # "kept" and "other" are now the previous generation
-    assert memo.get("kept") == 1  # copied forward
+    assert memo.get("kept", -1) == 1  # copied forward
     memo.put("fourth", 4)
     memo.put("fifth", 5)
-    assert memo.get("kept") == 1
+    assert memo.get("kept", -1) == 1
 
 
 def test_size_zero_remembers_nothing() -> None:
-    memo: WordMemo[int] = WordMemo(0)
+    memo: Memo[int] = Memo(0)
     memo.put("zorblax", 1)
-    assert memo.get("zorblax") is None
+    assert memo.get("zorblax", -1) == -1
     assert len(memo) == 0
 
 
+def test_the_memo_holds_no_text() -> None:
+    memo: Memo[int] = Memo(10)
+    query = "".join(["quendrific", " mirvel"])  # built at run time, not interned
+    memo.put(query, 1)
+    assert all(not isinstance(o, str) for o in gc.get_referents(memo._current))
+    assert memo.get("quendrific mirvel", -1) == 1
+
+
 def test_answers_are_the_same_with_and_without_the_memo() -> None:
-    """Every query of a small evaluation, twice through a memoizing matcher
-    (cold, then warm) and once through one without: identical Matches."""
+    """Every query of a small evaluation, twice through a remembering matcher
+    (first sight, then from the memo) and once through one without."""
     config = EvalConfig(seed=11, per_class=15, innocent_queries=300, list_terms=150)
     fixture, classes = build_cases(config)
     for case_class in classes:
         lists = fixture.lists[case_class.matcher]
-        remembering, forgetting = Matcher(lists), Matcher(lists, memo_words=0)
+        remembering, forgetting = Matcher(lists), Matcher(lists, memo_size=0)
         for case in case_class.cases:
             expected = forgetting.match(case.query)
             assert remembering.match(case.query) == expected, case.query
@@ -51,17 +61,18 @@ def test_answers_are_the_same_with_and_without_the_memo() -> None:
 
 
 def test_a_small_memo_under_churn_still_answers_right() -> None:
-    matcher = Matcher.from_terms(["zorblax", "quendrific mirvel"], memo_words=2)
+    terms = ["zorblax", "quendrific mirvel"]
+    matcher = Matcher.from_terms(terms, memo_size=2)
     queries = ["zorblaks", "quendrifik mirvel", "sublime", "zorbIax", "mirvel", "kitten"] * 5
-    expected = [Matcher.from_terms(["zorblax", "quendrific mirvel"]).match(q) for q in queries]
+    expected = [Matcher.from_terms(terms, memo_size=0).match(q) for q in queries]
     assert [matcher.match(q) for q in queries] == expected
-    assert len(matcher._memo) <= 4
+    assert len(matcher._query_memo) <= 4 and len(matcher._word_memo) <= 4
 
 
 def test_a_pickled_matcher_arrives_with_an_empty_memo() -> None:
     matcher = Matcher.from_terms(["zorblax"])
     assert matcher.match("zorbalx")
-    assert len(matcher._memo) > 0
+    assert len(matcher._query_memo) > 0 and len(matcher._word_memo) > 0
     copy = pickle.loads(pickle.dumps(matcher))
-    assert len(copy._memo) == 0
+    assert len(copy._query_memo) == 0 and len(copy._word_memo) == 0
     assert copy.match("zorbalx") == matcher.match("zorbalx")
