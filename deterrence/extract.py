@@ -54,6 +54,8 @@ def value_readings(raw: bytes, charset: str = "utf-8") -> list[str]:
     result still holds percent-escapes (double encoding, ``%257A``). A value
     in another charset than UTF-8 is read both ways: the app may ignore the
     declared charset, and inspecting more is the safe side."""
+    if charset == "utf-8" and b"%" not in raw:  # the common case: one reading
+        return [raw.replace(b"+", b" ").decode("utf-8", errors="replace")]
     once = percent_decode(raw)
     twice = percent_decode(once, plus_is_space=False) if _PERCENT_ESCAPE.search(once) else None
     charsets = (charset,) if charset == "utf-8" else (charset, "utf-8")

@@ -32,7 +32,7 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import product
 from pathlib import Path
@@ -156,12 +156,26 @@ class _Family:
     label_names: tuple[str, ...]
     allowed: tuple[frozenset[str], ...]
     children: dict[tuple[str, ...], Any]
+    resolved: dict[tuple[str, ...], tuple[tuple[str, ...], Any]] = field(default_factory=dict)
 
     def key(self, raw: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(
             value if value in allowed else OTHER
             for value, allowed in zip(raw, self.allowed, strict=True)
         )
+
+    def resolve(self, raw: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
+        """The label key and the Prometheus child for ``raw`` label values,
+        remembered for values that are allowed: the per-request path does one
+        dict lookup. Values outside the configuration are never remembered,
+        so nothing request-made accumulates here."""
+        resolved = self.resolved.get(raw)
+        if resolved is None:
+            key = self.key(raw)
+            resolved = (key, self.child(key))
+            if OTHER not in key:
+                self.resolved[raw] = resolved
+        return resolved
 
     def child(self, key: tuple[str, ...]) -> Any:
         child = self.children.get(key)
@@ -326,8 +340,8 @@ class Recorder:
     # --- recording (called per request: memory only) -------------------------
 
     def _count(self, family: _Family, raw: tuple[str, ...]) -> None:
-        key = family.key(raw)
-        family.child(key).inc()
+        key, child = family.resolve(raw)
+        child.inc()
         hour = int(self._clock() // SECONDS_PER_HOUR)
         with self._lock:
             self._pending[(hour, family.name, key)] += 1
