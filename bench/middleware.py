@@ -5,7 +5,16 @@ Both run under uvicorn (one worker, no access log) and are loaded by wrk with th
 same query mix, alternating bare / middleware rounds so machine noise hits both
 alike. Prints each round and the median ratio.
 
+Two query mixes, since the matcher remembers recent answers (deterrence.memo):
+
+- ``head``: a cycle of 17 popular searches, every one answered from the memo
+  after its first sight — the way a site's most frequent queries are;
+- ``tail``: 5,000 different innocent queries of common words in six languages
+  (deterrence.evaluation), each sent once per cycle: the memo only helps with
+  words seen before, so this is close to the cost of matching every query anew.
+
     python -m bench.middleware [--seconds 8] [--rounds 3] [--connections 32]
+                               [--app demo|json|both] [--mix head|tail|both]
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,8 +49,23 @@ def free_port() -> int:
         return port
 
 
-def lua_script(directory: Path) -> Path:
-    paths = ", ".join(f'"/search?q={q.replace(" ", "+")}"' for q in QUERIES)
+def tail_queries(count: int = 5_000, seed: int = 20261201) -> list[str]:
+    """Different innocent queries of common words in six languages."""
+    import random
+
+    from deterrence import evaluation as ev
+
+    vocabulary = ev.load_vocabulary()
+    rng = random.Random(seed)
+    queries: dict[str, None] = {}
+    while len(queries) < count:
+        lang = rng.choice(ev.QUERY_LANGUAGES)
+        queries[ev.innocent_query(rng, vocabulary.query_words[lang], lang)] = None
+    return list(queries)
+
+
+def lua_script(directory: Path, queries: Sequence[str] = QUERIES) -> Path:
+    paths = ", ".join(f'"/search?q={urllib.parse.quote_plus(q)}"' for q in queries)
     script = directory / "queries.lua"
     script.write_text(
         f"local paths = {{{paths}}}\nlocal i = 0\n"
@@ -83,13 +109,15 @@ def run_wrk(port: int, script: Path, seconds: int, connections: int) -> tuple[fl
     return rate, p99.group(1) if p99 else "?"
 
 
-def measure(app: str, seconds: int, rounds: int, connections: int) -> dict[str, object]:
+def measure(
+    app: str, seconds: int, rounds: int, connections: int, queries: Sequence[str], mix: str
+) -> dict[str, object]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench.middleware needs wrk (apt-get install wrk)")
     results: dict[str, list[float]] = {"bare": [], "middleware": []}
     latencies: dict[str, list[str]] = {"bare": [], "middleware": []}
     with tempfile.TemporaryDirectory() as tmp:
-        script = lua_script(Path(tmp))
+        script = lua_script(Path(tmp), queries)
         for round_number in range(rounds):
             for name in ("bare", "middleware"):
                 port = free_port()
@@ -102,13 +130,16 @@ def measure(app: str, seconds: int, rounds: int, connections: int) -> dict[str, 
                     server.wait(timeout=20)
                 results[name].append(rate)
                 latencies[name].append(p99)
-                print(f"{app} round {round_number + 1} {name:>10}: {rate:9.0f} req/s  p99 {p99}")
+                print(
+                    f"{app}/{mix} round {round_number + 1} {name:>10}: {rate:9.0f} req/s  p99 {p99}"
+                )
     ratios = [m / b for b, m in zip(results["bare"], results["middleware"], strict=True)]
     ratio = statistics.median(ratios)
     bare = statistics.median(results["bare"])
     added = (1 / statistics.median(results["middleware"]) - 1 / bare) * 1e6
     print(
-        f"{app}: median throughput ratio middleware/bare {ratio:.3f} (target >= 0.90, goal 0.97);"
+        f"{app}/{mix}: median throughput ratio middleware/bare {ratio:.3f}"
+        " (target >= 0.90, goal 0.97);"
         f" about {added:.0f} us added per request at {bare:.0f} req/s bare"
     )
     return {"ratio": ratio, "rounds": results, "p99": latencies}
@@ -120,10 +151,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--app", choices=("demo", "json", "both"), default="both")
+    parser.add_argument("--mix", choices=("head", "tail", "both"), default="both")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    for app in ("demo", "json") if args.app == "both" else (args.app,):
-        measure(app, args.seconds, args.rounds, args.connections)
+    mixes = {"head": QUERIES, "tail": tail_queries()} if args.mix == "both" else {}
+    if not mixes:
+        mixes[args.mix] = QUERIES if args.mix == "head" else tail_queries()
+    for mix, queries in mixes.items():
+        for app in ("demo", "json") if args.app == "both" else (args.app,):
+            measure(app, args.seconds, args.rounds, args.connections, queries, mix)
 
 
 if __name__ == "__main__":

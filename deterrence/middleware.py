@@ -115,6 +115,9 @@ class SearchRoutes:
         """The configured pattern that ``path`` matches (the metrics label).
         The path is normalized as routers and upstream servers do (``//search``,
         ``/x/../search``), or such a request would pass uninspected."""
+        route = self.exact.get(path)  # the common case: the configured path itself
+        if route is not None:
+            return route
         path = _without_slash(normalize_path(path))
         route = self.exact.get(path)
         if route is not None:
@@ -141,6 +144,9 @@ class DeterrenceMiddleware:
         self.query_params = frozenset(p.casefold() for p in settings.query_params)
         self.json_keys = frozenset(k.casefold() for k in settings.json_keys)
         self.prefix = settings.prefix.rstrip("/")
+        self._prefix_slash = self.prefix + "/"
+        self._metrics_path = settings.metrics_path
+        self._inspect_bodies = settings.inspect_bodies
         self.matcher_holder = MatcherHolder(settings)
         self.pages = WarningPages(settings)
         self.recorder = Recorder(
@@ -182,11 +188,11 @@ class DeterrenceMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path.startswith(self.prefix + "/"):
-            name = path[len(self.prefix) + 1 :].split("/", 1)[0]
+        if path.startswith(self._prefix_slash):
+            name = path[len(self._prefix_slash) :].split("/", 1)[0]
             await self.prefix_routes.get(name, self.pages.app)(scope, receive, send)
             return
-        if self.settings.metrics_path and path == self.settings.metrics_path:
+        if path == self._metrics_path:
             await self.metrics_app(scope, receive, send)
             return
         route = self.routes.route_of(path)
@@ -213,7 +219,7 @@ class DeterrenceMiddleware:
         body_messages: list[Message] = []
         texts: list[str] = []
         body: bytes | None = None
-        if scope["method"] in _BODY_METHODS and self.settings.inspect_bodies:
+        if self._inspect_bodies and scope["method"] in _BODY_METHODS:
             body, body_messages = await self._read_body(receive, headers)
         self.recorder.inspected(route)
         try:
