@@ -22,13 +22,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import mmap
 import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import deterrence
 from deterrence.lists import ListError, load_lists
@@ -77,6 +80,35 @@ class ChildBuilder:
         """A matcher over ``files``. Raises ListError for a broken list (as
         ``load_lists`` does), BuildUnavailable, or BuildCancelled."""
         request = json.dumps([str(f) for f in files]).encode()
+        # The answer goes to a file, read through mmap: no pipe chunks to join, and
+        # no copy of it on this process's heap (whose pages the allocator would keep).
+        with tempfile.TemporaryFile() as answer:
+            child = self._start(answer)
+            try:
+                errors = self._wait(child, request)
+            finally:
+                with self._lock:
+                    self._running.discard(child)
+                    killed = child in self._killed
+                    self._killed.discard(child)
+            if killed:
+                raise BuildCancelled
+            size = os.fstat(answer.fileno()).st_size
+            if child.returncode != 0 or size <= len(_MAGIC):
+                last = errors.decode("utf-8", "replace").strip().splitlines()[-1:]
+                raise BuildUnavailable(
+                    f"the child exited with status {child.returncode}: {(last or ['-'])[0]}"
+                )
+            with (
+                mmap.mmap(answer.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+                memoryview(mapped) as whole,
+                whole[len(_MAGIC) :] as body,
+            ):
+                if whole[: len(_MAGIC)] != _MAGIC:
+                    raise BuildUnavailable("the child answered something else")
+                return _decode(body)
+
+    def _start(self, answer: IO[bytes]) -> subprocess.Popen[bytes]:
         with self._lock:
             if self._closed:
                 raise BuildCancelled
@@ -87,31 +119,25 @@ class ChildBuilder:
                 child = subprocess.Popen(
                     self.command,
                     stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
+                    stdout=answer,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
             except (OSError, ValueError) as exc:
                 raise BuildUnavailable(f"cannot start {self.command[0]}: {exc}") from exc
             self._running.add(child)
+            return child
+
+    def _wait(self, child: subprocess.Popen[bytes], request: bytes) -> bytes:
+        """Send the request; the child's stderr once it has exited."""
         try:
-            answer, errors = child.communicate(request, timeout=self.timeout)
+            _, errors = child.communicate(request, timeout=self.timeout)
         except (subprocess.TimeoutExpired, OSError) as exc:
             child.kill()
             with contextlib.suppress(OSError, ValueError):
                 child.communicate()  # closes the pipes and reaps it: no zombie
             raise BuildUnavailable(f"no answer from the child: {exc}") from exc
-        finally:
-            with self._lock:
-                self._running.discard(child)
-                killed = child in self._killed
-                self._killed.discard(child)
-        if killed:
-            raise BuildCancelled
-        if child.returncode != 0 or not answer.startswith(_MAGIC):
-            last = errors.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-            raise BuildUnavailable(f"the child exited with status {child.returncode}: {last[0]}")
-        return _decode(memoryview(answer)[len(_MAGIC) :])
+        return errors
 
     def close(self) -> None:
         """Kill every child still building; later builds raise BuildCancelled."""
