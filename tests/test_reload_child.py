@@ -13,13 +13,16 @@ import logging
 import os
 import pickle
 import random
+import signal
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import httpx2
 import pytest
-from live_uvicorn import serve
+from live_uvicorn import free_port, serve
 from test_reload import app, blocked, invented_terms, wait_for, write_list
 
 from deterrence import DeterrenceMiddleware, Matcher, Settings
@@ -183,10 +186,7 @@ def test_a_child_that_takes_too_long_is_killed() -> None:
 
 def children() -> set[int]:
     """This process's live child processes (Linux)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        found.update(int(pid) for pid in (task / "children").read_text().split())
-    return found
+    return process_children(os.getpid())
 
 
 @needs_proc
@@ -230,3 +230,73 @@ def test_servers_started_and_stopped_leave_no_child_process(
             write_list(lists_dir / "alpha.toml", "alpha", ["zorblax"])
             time.sleep(0.12)  # stop while that reload may still be building
         assert children() == before
+
+
+@needs_proc
+@pytest.mark.slow
+def test_gunicorn_workers_each_reload_through_their_own_child(
+    lists_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "multiproc"),
+        "APP_DATA_DIR": str(tmp_path / "data"),
+        "DETERRENCE_LISTS": f'["{lists_dir}"]',
+        "DETERRENCE_RELOAD_POLL_SECONDS": "0.1",
+        "PYTHONPATH": str(REPO),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+    }
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    config = REPO / "deploy" / "gunicorn.conf.py"
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        master = subprocess.Popen(
+            [str(gunicorn), "-c", str(config), "tests.apps.plain:app"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: master.poll() is None and _answers(base), timeout=30)
+        workers = process_children(master.pid)
+        assert len(workers) == 2
+
+        def everyone_blocks(word: str) -> bool:
+            # New connections, so that both workers answer.
+            return all(_blocked_page(base, word) for _ in range(12))
+
+        assert not everyone_blocks("mirvelwort")
+        write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+        wait_for(lambda: everyone_blocks("mirvelwort"), timeout=30)
+        (lists_dir / "alpha.toml").write_text("id = [\n")  # the workers log this
+        wait_for(lambda: "term list reload failed" in log.read_text(), timeout=30)
+        assert everyone_blocks("mirvelwort")
+        time.sleep(0.5)
+        assert all(process_children(pid) == set() for pid in workers)  # no child lingers
+    finally:
+        master.send_signal(signal.SIGTERM)
+        master.wait(timeout=30)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert "building the matcher in this process" not in log.read_text()
+
+
+def process_children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx2.get(f"{base}/search", params={"q": "weather"}, timeout=1).status_code == 200
+    except httpx2.TransportError:
+        return False
+
+
+def _blocked_page(base: str, query: str) -> bool:
+    response = httpx2.get(f"{base}/search", params={"q": query}, timeout=10)
+    return response.headers.get("x-robots-tag") is not None  # only the warning page has it
