@@ -73,6 +73,7 @@ BLOCKED_STATUS = 403
 
 _OUTCOME_KEY = "deterrence.authz"
 _PLAIN_HEADERS = [*raw_headers(PLAIN_HEADERS), (b"content-type", b"text/plain; charset=utf-8")]
+_ALLOWED_HEADERS = [(b"cache-control", b"no-store"), (b"content-length", b"0")]
 _HEADERS_BY_FLAVOR: dict[Flavor, tuple[bytes, bytes]] = {
     "nginx": (b"x-original-method", b"x-original-uri"),
     "traefik": (b"x-forwarded-method", b"x-forwarded-uri"),
@@ -263,13 +264,17 @@ def _flavor_of(scope: Scope) -> Flavor | None:
 
 
 async def _send_allowed(send: Send, flavor: Flavor, decision: Decision | None) -> None:
+    """The answer every allowed search gets: read by the proxy, never shown to a
+    visitor, so it carries only what the proxy uses (and no-store, so that no
+    cache between them keeps a decision)."""
     warn = decision is not None and decision.action == "warn"
-    headers: list[tuple[bytes, bytes]] = []
+    headers = _ALLOWED_HEADERS
     if warn or flavor == "caddy":
         # Caddy before 2.7 copies an absent copy_headers field as its literal
         # placeholder text; an empty value is copied as empty, which means "no warn".
-        headers.append((ACTION_HEADER.lower().encode(), b"warn" if warn else b""))
-    await _send_plain(send, 200, b"", headers)
+        headers = [*headers, (ACTION_HEADER.lower().encode(), b"warn" if warn else b"")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _send_block_page(send: Send, captured: list[Message]) -> None:
