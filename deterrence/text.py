@@ -228,6 +228,8 @@ def _collapse(text: str, offsets: tuple[int, ...] = ()) -> tuple[str, tuple[int,
     """Step 8: runs of a repeated letter become one; ``offsets`` (positions in
     ``text``) are moved to the matching positions in the result."""
     if not offsets:
+        if _REPEATED_LETTER.search(text) is None:
+            return text, ()  # the usual case, and a search is cheaper than a sub
         return _REPEATED_LETTER.sub(r"\1", text), ()
     out: list[str] = []
     kept_before: list[int] = []
@@ -244,28 +246,40 @@ def _collapse(text: str, offsets: tuple[int, ...] = ()) -> tuple[str, tuple[int,
 
 def _read_word(chars: list[_Char], flags: int) -> tuple[str, int] | None:
     """Steps 4, 5 and 8 for one word. None when it holds nothing readable."""
-    if all(c.kind == LETTER and c.lookalike is None for c in chars):
-        return "".join(c.char for c in chars), flags  # the common case: plain letters
-    has_letter = any(c.kind == LETTER for c in chars)
+    plain = True
+    has_letter = has_latin = False
+    for c in chars:  # one pass: this runs for every word that is not plain ASCII
+        if c.kind == LETTER:
+            has_letter = True
+            if c.lookalike is not None:
+                plain = False
+            if c.script == "LATIN":
+                has_latin = True
+        else:
+            plain = False
+    if plain:
+        return "".join([c.char for c in chars]), flags  # the common case: plain letters
     if not has_letter:
-        digits = "".join(c.char for c in chars if c.kind == DIGIT)
+        digits = "".join([c.char for c in chars if c.kind == DIGIT])
         return (digits, flags) if digits else None
-    has_latin = any(c.kind == LETTER and c.script == "LATIN" for c in chars)
     out: list[str] = []
     for c in chars:
-        if c.kind in (DIGIT, SYMBOL):
+        kind = c.kind
+        if kind in (DIGIT, SYMBOL):
             mapped = LEET.get(c.char)
             if mapped is None:
                 out.append(c.char)
             else:
                 out.append(mapped)
                 flags |= Transform.LEET
-        elif c.kind == LETTER:
-            if has_latin and c.lookalike is not None and c.script in _LOOKALIKE_SCRIPTS:
-                out.append(c.lookalike)
-                flags |= Transform.LOOKALIKE
-            else:
-                out.append(c.char)
+        elif (
+            kind == LETTER
+            and has_latin
+            and c.lookalike is not None
+            and c.script in _LOOKALIKE_SCRIPTS
+        ):
+            out.append(c.lookalike)
+            flags |= Transform.LOOKALIKE
         else:
             out.append(c.char)
     return "".join(out), flags
@@ -275,15 +289,19 @@ def _latin_reading(chars: list[_Char], flags: int) -> tuple[str, int] | None:
     """A word wholly of Greek/Cyrillic/Armenian look-alikes, read as Latin."""
     if not chars or chars[0].script == "LATIN":
         return None
-    letters = [c for c in chars if c.kind == LETTER]
-    if not letters or any(c.script == "LATIN" for c in letters):
+    out: list[str] = []
+    has_letter = False
+    for c in chars:
+        if c.kind == LETTER:
+            if c.lookalike is None or c.script not in _LOOKALIKE_SCRIPTS:
+                return None  # a Latin letter, or one that resembles none
+            has_letter = True
+            out.append(c.lookalike)
+        else:
+            out.append(LEET.get(c.char, c.char))
+    if not has_letter:
         return None
-    if not all(c.lookalike is not None and c.script in _LOOKALIKE_SCRIPTS for c in letters):
-        return None
-    text = "".join(
-        c.lookalike if c.kind == LETTER and c.lookalike else LEET.get(c.char, c.char) for c in chars
-    )
-    return text, flags | Transform.LOOKALIKE
+    return "".join(out), flags | Transform.LOOKALIKE
 
 
 def _readings(word: _RawWord) -> Token | None:
@@ -387,6 +405,8 @@ def _is_single(word: _RawWord) -> bool:
     would join on a second pass."""
     if len(word.chars) > 8 or word.chars[0].kind == SYMBOL:
         return False
+    if len(word.chars) == 1:
+        return True  # a letter or a digit reads as itself
     if len(word.chars) > 1 and len({c.char for c in word.chars}) > 2:
         return False  # no reading merges three different characters into one
     token = _readings(word)
