@@ -338,44 +338,45 @@ def _split_words(query: str) -> tuple[list[_RawWord], list[str]]:
     words: list[_RawWord] = []
     separators: list[str] = []
     current = _RawWord()
+    chars = current.chars  # the current word's characters (the hot loop appends here)
     current_no_space: bool | None = None
     sep: list[str] = []
     pending_flags = 0
+    read_char = _read_char
     for ch in query:
-        for c in _read_char(ch):
-            if c.kind == MARK:
+        for c in read_char(ch):
+            kind = c.kind
+            if kind == MARK:
                 if not c.char:
                     pending_flags |= c.flags
-                elif (
-                    current.chars
-                    and current.chars[-1].kind == LETTER
-                    and current.chars[-1].script not in _LGC
-                ):
-                    current.chars.append(c)  # part of a letter in another script
+                elif chars and chars[-1].kind == LETTER and chars[-1].script not in _LGC:
+                    chars.append(c)  # part of a letter in another script
                 else:
                     pending_flags |= Transform.DIACRITICS
                 continue
-            if c.kind in (SPACE, PUNCT):
-                if current.chars:
+            if kind in (SPACE, PUNCT):
+                if chars:
                     words.append(current)
                     current, current_no_space = _RawWord(), None
+                    chars = current.chars
                 sep.append(c.char)
                 continue
-            if c.kind == LETTER:
+            if kind == LETTER:
                 # Scripts without spaces never share a word with other letters.
                 no_space = c.script in NO_SPACE_SCRIPTS
                 if current_no_space is not None and no_space != current_no_space:
                     words.append(current)
                     current = _RawWord()
+                    chars = current.chars
                     sep.append(" ")
                 current_no_space = no_space
-            if not current.chars:
+            if not chars:
                 separators.append("".join(sep))
                 sep = []
-            current.chars.append(c)
+            chars.append(c)
             current.flags |= c.flags | pending_flags
             pending_flags = 0
-    if current.chars:
+    if chars:
         words.append(current)
     return words, separators
 
