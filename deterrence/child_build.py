@@ -166,7 +166,7 @@ def build_here(files: Sequence[Path]) -> Matcher:
 
 def _decode(data: memoryview) -> Matcher:
     try:
-        with yielding_often():
+        with yielding_often(), collector_paused():
             status, value = pickle.loads(data)
     except Exception as exc:  # a truncated or foreign answer: build here instead
         raise BuildUnavailable(f"unreadable answer: {type(exc).__name__}: {exc}") from exc
@@ -188,6 +188,23 @@ def yielding_often() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Keep the cycle collector off while a matcher is unpickled: everything that
+    arrives survives anyway, and the collections its allocations trigger would each
+    walk the old matcher, the new one and the rest of the heap in one hold of the
+    interpreter lock (30,000 terms: 9 full collections in 4 reloads, up to 0.15 s
+    each; none with the collector paused)."""
+    if not gc.isenabled():
+        yield  # the application runs without it: leave that alone
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def child_main() -> None:
