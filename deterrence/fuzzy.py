@@ -50,6 +50,21 @@ def part_bounds(length: int) -> tuple[int, int, int, int]:
     return (0, length // 3, 2 * length // 3, length)
 
 
+def part_shifts(edits: int, difference: int) -> tuple[int, ...]:
+    """How far an intact middle part of a term word can have moved in a query
+    word that is ``difference`` letters shorter, within ``edits`` edits: by the
+    insertions before it, minus the deletions before it. The length difference
+    fixes how many of each there can be (``difference`` = deletions −
+    insertions), so a query as long as the term moves a part by at most one,
+    and a query two letters shorter only leftwards."""
+    shifts: set[int] = set()
+    for deletions in range(edits + 1):
+        insertions = deletions - difference
+        if insertions >= 0 and insertions + deletions <= edits:
+            shifts.update(range(-deletions, insertions + 1))
+    return tuple(sorted(shifts))
+
+
 def _prefix(length: int, index: int) -> str:
     return chr(length) + chr(index + 1)
 
@@ -128,8 +143,9 @@ class FuzzyIndex:
                 continue
             bounds = part_bounds(term_length)
             last = len(bounds) - 2
+            shifts = part_shifts(edits, term_length - length)
             for index in range(last + 1):
-                for shift in range(-edits, edits + 1) if 0 < index < last else (0,):
+                for shift in shifts if 0 < index < last else (0,):
                     probes.extend(_part_probe(length, term_length, bounds, index, shift))
         return tuple(dict.fromkeys(probes))
 
