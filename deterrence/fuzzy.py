@@ -16,9 +16,12 @@ enough to stay selective at 100,000 terms:
   thirds and the other edit may hit the third one, so the index also holds the
   thirds of the word with the letters at each boundary swapped.
 
-Keys carry the term word's length and the part's index, so posting lists stay
-short; a posting list holds the words themselves (one word is stored bare), so
-that rapidfuzz verifies a whole list in one call, in C.
+Each scheme, and each part of each term length, has a table of its own, so
+posting lists stay short and a probe needs no key prefix; a posting list holds
+the words themselves (one word is stored bare). A query word's candidates from
+all its probes are verified by rapidfuzz in one call per allowance, in C. A
+middle third is probed only where the length difference lets it be: a query
+as long as the term word moves it by at most one letter (see part_shifts).
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ from rapidfuzz.distance import OSA
 from rapidfuzz.process import extract
 
 DELETION_MAX = 8  # words up to this length use symmetric deletions
-_DELETION = "\x00"  # key namespace of the deletion scheme
 
-Probe = tuple[str, int, int]
-"""Key prefix, slice start and slice end."""
+Table = tuple[int, int]
+"""Which posting table a key belongs to: (0, 0) for deletions, (term length,
+part index) for the thirds of longer words."""
+DELETIONS: Table = (0, 0)
+Posting = str | tuple[str, ...]
+Probe = tuple[dict[str, Posting], int, int]
+"""A part table, and the slice of the query word to look up in it."""
 
 
 def allowance(length: int) -> int:
@@ -65,31 +72,27 @@ def part_shifts(edits: int, difference: int) -> tuple[int, ...]:
     return tuple(sorted(shifts))
 
 
-def _prefix(length: int, index: int) -> str:
-    return chr(length) + chr(index + 1)
-
-
-def term_keys(word: str) -> set[str]:
+def term_keys(word: str) -> set[tuple[Table, str]]:
     length = len(word)
     if length <= DELETION_MAX:
-        keys = {_DELETION + word}
-        keys.update(_DELETION + word[:i] + word[i + 1 :] for i in range(length))
+        keys = {(DELETIONS, word)}
+        keys.update((DELETIONS, word[:i] + word[i + 1 :]) for i in range(length))
         return keys
     bounds = part_bounds(length)
-    keys = {_prefix(length, i) + word[bounds[i] : bounds[i + 1]] for i in range(3)}
+    keys = {((length, i), word[bounds[i] : bounds[i + 1]]) for i in range(3)}
     # The word with the letters at a boundary swapped: a query with that
     # transposition and one more edit elsewhere still keeps one of these parts.
     for i in (1, 2):
         b = bounds[i]
         swapped = word[: b - 1] + word[b] + word[b - 1] + word[b + 1 :]
         for side in (i - 1, i):
-            keys.add(_prefix(length, side) + swapped[bounds[side] : bounds[side + 1]])
+            keys.add(((length, side), swapped[bounds[side] : bounds[side + 1]]))
     return keys
 
 
 def _part_probe(
     length: int,
-    term_length: int,
+    table: dict[str, Posting],
     bounds: tuple[int, ...],
     index: int,
     shift: int,
@@ -106,48 +109,56 @@ def _part_probe(
         start = bounds[index] + shift
     if start < 0 or start + size > length:
         return []
-    return [(_prefix(term_length, index), start, start + size)]
+    return [(table, start, start + size)]
+
+
+def _posting(words: list[str]) -> Posting:
+    return words[0] if len(words) == 1 else tuple(words)
 
 
 class FuzzyIndex:
     """Immutable once built; safe to share across threads."""
 
     def __init__(self, words: Sequence[str], word_ids: Iterable[int]) -> None:
-        postings: dict[str, list[str]] = defaultdict(list)
-        lengths: set[int] = set()
+        postings: dict[Table, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         self._ids: dict[str, int] = {}
         for word_id in sorted(set(word_ids)):
             word = words[word_id]
             if allowance(len(word)) == 0:
                 continue
             self._ids[word] = word_id
-            lengths.add(len(word))
-            for key in term_keys(word):
-                postings[key].append(word)
-        self._index: dict[str, str | tuple[str, ...]] = {
-            key: found[0] if len(found) == 1 else tuple(found) for key, found in postings.items()
+            for table, key in term_keys(word):
+                postings[table][key].append(word)
+        # One small table per scheme and part: a lookup needs no key prefix,
+        # and stays in a table of its own size.
+        self._tables: dict[Table, dict[str, Posting]] = {
+            table: {key: _posting(found) for key, found in keys.items()}
+            for table, keys in postings.items()
         }
-        self._lengths = frozenset(lengths)
-        self._deletions = any(length <= DELETION_MAX for length in lengths)
+        self._deletions = self._tables.get(DELETIONS)
         self._plans = {n: self._compute_plan(n) for n in range(4, 48)}
 
     def __len__(self) -> int:
-        return len(self._index)
+        return sum(len(table) for table in self._tables.values())
 
     def _compute_plan(self, length: int) -> tuple[Probe, ...]:
         """The part probes for a query word of this length (deletions aside)."""
         probes: list[Probe] = []
         for term_length in range(max(DELETION_MAX + 1, length - 2), length + 3):
             edits = allowance(term_length)
-            if abs(term_length - length) > edits or term_length not in self._lengths:
+            if abs(term_length - length) > edits:
                 continue
             bounds = part_bounds(term_length)
             last = len(bounds) - 2
             shifts = part_shifts(edits, term_length - length)
             for index in range(last + 1):
+                table = self._tables.get((term_length, index))
+                if table is None:
+                    continue
                 for shift in shifts if 0 < index < last else (0,):
-                    probes.extend(_part_probe(length, term_length, bounds, index, shift))
-        return tuple(dict.fromkeys(probes))
+                    probes.extend(_part_probe(length, table, bounds, index, shift))
+        unique = {(id(table), start, end): (table, start, end) for table, start, end in probes}
+        return tuple(unique.values())
 
     def candidates(self, text: str, found: dict[int, int]) -> None:
         """Add every indexed word within its allowance of ``text`` to ``found``
@@ -155,15 +166,15 @@ class FuzzyIndex:
         length = len(text)
         if length < 4:
             return
-        index = self._index
         # Candidates of every probe are gathered first and verified in one
         # rapidfuzz call per allowance: a word found through several keys is
         # compared once, and the per-call overhead is paid twice, not per key.
         near: list[str] = []  # from deletion keys: words of 5-8 letters, one edit
         far: list[str] = []  # from part keys: words of 9+ letters, two edits
-        if self._deletions and length <= DELETION_MAX + 1:
+        deletions = self._deletions
+        if deletions is not None and length <= DELETION_MAX + 1:
             for key in (text, *[text[:i] + text[i + 1 :] for i in range(length)]):
-                posting = index.get(_DELETION + key)
+                posting = deletions.get(key)
                 if posting is None:
                     continue
                 if isinstance(posting, str):
@@ -171,8 +182,8 @@ class FuzzyIndex:
                 else:
                     near.extend(posting)
         plan = self._plans.get(length)
-        for prefix, start, end in self._compute_plan(length) if plan is None else plan:
-            posting = index.get(prefix + text[start:end])
+        for table, start, end in self._compute_plan(length) if plan is None else plan:
+            posting = table.get(text[start:end])
             if posting is None:
                 continue
             if isinstance(posting, str):
