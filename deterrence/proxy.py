@@ -326,9 +326,16 @@ class ProxyApp:
                     "headers": self._response_headers(response.raw_headers),
                 }
             )
-            async for chunk in response.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            content = response.content
+            async for chunk in content.iter_any():
+                # A body that has all arrived (most answers: one read) ends with its
+                # last chunk rather than with one more, empty message.
+                more = not content.at_eof()
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    break
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The upstream failed mid-body: end without completing the response, so the
             # server cuts the connection and the client knows the body is incomplete.
