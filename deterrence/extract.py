@@ -79,6 +79,10 @@ def form_values(body: bytes, names: Collection[str], charset: str = "utf-8") -> 
         return
     for pair in body.split(b"&"):
         name, _, value = pair.partition(b"=")
+        if charset == "utf-8" and name.isalnum():  # ASCII letters and digits: the usual case
+            if name.decode("ascii").lower() in names:
+                yield from value_readings(value, charset)
+            continue
         decoded_names = value_readings(name, charset)
         if any(_base_name(n) in names for n in decoded_names):
             yield from value_readings(value, charset)
