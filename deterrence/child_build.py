@@ -14,7 +14,11 @@ session, so a Ctrl-C or hang-up meant for the server does not reach it;
 :meth:`ChildBuilder.close` kills whatever is still building.
 
 The child's answer is unpickled: it comes from the same interpreter and the same
-package over a private pipe, so it is trusted like this process's own code.
+package through a private file, so it is trusted like this process's own code. The
+child imports the package from disk, though: once a file of it has changed since this
+process started (a deploy that has not restarted the server yet), the child's classes
+may not fit this process's code — a matcher whose methods fail on its data — so the
+build runs here instead until a restart.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -55,6 +60,25 @@ _CHILD_CODE = (
 )
 
 _SWITCH_INTERVAL = 0.0005
+
+
+def _process_started() -> float:
+    """When this process started (Linux: /proc, +1 s for btime's whole seconds)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK") + 1.0
+    except (OSError, ValueError, IndexError, StopIteration):
+        return float("inf")
+
+
+PROCESS_STARTED = min(time.time(), _process_started())
+"""Since when this process runs the code it has: its start, or this import if earlier
+(a gunicorn worker forked from a master that preloaded the app runs the master's code)."""
 
 
 class BuildUnavailable(Exception):
@@ -115,6 +139,11 @@ class ChildBuilder:
             if not _is_python(self.command[0]):
                 # Embedded servers (uWSGI, mod_wsgi) name themselves here: never run those.
                 raise BuildUnavailable(f"{self.command[0]!r} is not a Python interpreter")
+            if changed := changed_since_start():
+                raise BuildUnavailable(
+                    f"{changed} changed since this process started, so a child would run"
+                    " other code; restart to build in child processes again"
+                )
             try:
                 child = subprocess.Popen(
                     self.command,
@@ -152,6 +181,25 @@ class ChildBuilder:
         """Allow builds again after :meth:`close`."""
         with self._lock:
             self._closed = False
+
+
+def changed_since_start() -> str | None:
+    """A source file of deterrence (or of the automaton's extension) that changed on
+    disk after this process started, if any. ctime, not mtime: a copy that keeps the
+    old mtime, or a rename into place, still sets it."""
+    for name, module in list(sys.modules.items()):
+        if name != "ahocorasick" and name != "deterrence" and not name.startswith("deterrence."):
+            continue
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str):
+            continue
+        try:
+            stat = Path(file).stat()
+        except OSError:
+            return file  # gone: whatever replaces it is not what runs here
+        if max(stat.st_ctime, stat.st_mtime) > PROCESS_STARTED:
+            return file
+    return None
 
 
 def _is_python(executable: str) -> bool:

@@ -55,6 +55,13 @@ all_of = [["glimmerdusk", "vornish"], ["archive", "collection"]]
 """
 
 
+@pytest.fixture(autouse=True)
+def package_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The package's files may be edited while the tests run (they would rightly send
+    builds back into this process); the check has a test of its own."""
+    monkeypatch.setattr("deterrence.child_build.PROCESS_STARTED", float("inf"))
+
+
 def variants(term: str, rng: random.Random) -> list[str]:
     """The term as written and a few evasions of it, some past the allowance."""
     letters = list(term)
@@ -300,3 +307,20 @@ def _answers(base: str) -> bool:
 def _blocked_page(base: str, query: str) -> bool:
     response = httpx2.get(f"{base}/search", params={"q": query}, timeout=10)
     return response.headers.get("x-robots-tag") is not None  # only the warning page has it
+
+
+def test_once_the_package_changed_on_disk_the_build_runs_here(
+    holder: MatcherHolder,
+    lists_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A child imports the package from disk: after a deploy that has not restarted
+    the server, its classes could not fit this process's code."""
+    monkeypatch.setattr("deterrence.child_build.PROCESS_STARTED", 0.0)
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    with caplog.at_level(logging.WARNING, logger="deterrence.reload"):
+        assert holder.reload_blocking("test").result == "ok"
+    assert holder.matcher.match("mirvelwort") is not None
+    assert holder.build_fallbacks == 1
+    assert "changed since this process started" in caplog.text
