@@ -117,6 +117,7 @@ class ChildBuilder:
                     self._killed.discard(child)
             if killed:
                 raise BuildCancelled
+            _same_code()  # again: a deploy may have begun while the child was importing
             size = os.fstat(answer.fileno()).st_size
             if child.returncode != 0 or size <= len(_MAGIC):
                 last = errors.decode("utf-8", "replace").strip().splitlines()[-1:]
@@ -139,11 +140,7 @@ class ChildBuilder:
             if not _is_python(self.command[0]):
                 # Embedded servers (uWSGI, mod_wsgi) name themselves here: never run those.
                 raise BuildUnavailable(f"{self.command[0]!r} is not a Python interpreter")
-            if changed := changed_since_start():
-                raise BuildUnavailable(
-                    f"{changed} changed since this process started, so a child would run"
-                    " other code; restart to build in child processes again"
-                )
+            _same_code()
             try:
                 child = subprocess.Popen(
                     self.command,
@@ -181,6 +178,14 @@ class ChildBuilder:
         """Allow builds again after :meth:`close`."""
         with self._lock:
             self._closed = False
+
+
+def _same_code() -> None:
+    if changed := changed_since_start():
+        raise BuildUnavailable(
+            f"{changed} changed since this process started, so a child would run other"
+            " code; restart to build in child processes again"
+        )
 
 
 def changed_since_start() -> str | None:
