@@ -70,6 +70,7 @@ ERROR_KINDS = (
     "upstream_reset",
     "list_missing",
     "list_invalid",
+    "list_build_fallback",
     "page_render",
 )
 ACTIONS = ("block", "warn", "count")

@@ -221,6 +221,8 @@ class MatcherHolder:
                 return self.builder.build(files)
             except BuildUnavailable as exc:
                 self.build_fallbacks += 1
+                if self.recorder is not None:
+                    self.recorder.error("list_build_fallback")
                 logger.warning("building the matcher in this process: %s", exc)
         return build_here(files)
 

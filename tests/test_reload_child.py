@@ -29,6 +29,7 @@ from deterrence import DeterrenceMiddleware, Matcher, Settings
 from deterrence.child_build import BuildCancelled, BuildUnavailable, ChildBuilder
 from deterrence.lists import ListError, load_lists
 from deterrence.matcher import Match
+from deterrence.metrics import Recorder
 from deterrence.reload import MatcherHolder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,12 +173,20 @@ def test_a_child_that_cannot_build_falls_back_to_building_here(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     holder.builder.command = command
+    recorder = Recorder(
+        holder.settings, lists=holder.matcher.lists, variants=(), locales=(), services=()
+    )
+    holder.recorder = recorder
     write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
     with caplog.at_level(logging.WARNING, logger="deterrence.reload"):
         assert holder.reload_blocking("test").result == "ok"
     assert holder.matcher.match("mirvelwort") is not None
     assert holder.build_fallbacks == 1
     assert "building the matcher in this process" in caplog.text
+    fallbacks = recorder.registry.get_sample_value(
+        "deterrence_errors_total", {"kind": "list_build_fallback"}
+    )
+    assert fallbacks == 1
 
 
 @needs_proc
