@@ -89,15 +89,29 @@ class Match:
         }
 
 
+_PatternRow = tuple[int, int, str, tuple[int, ...], bool, int, int]
+
+
 @dataclass(frozen=True, slots=True)
-class _Pattern:
-    list_index: int
-    kind: int
-    text: str
-    words: tuple[int, ...]
-    fuzzy: bool
-    rule: int = -1
-    group: int = -1
+class _Patterns:
+    """Every pattern's fields, one tuple per field, indexed by pattern number.
+    Tuples of plain values are not tracked by the cycle collector, whereas an
+    object per pattern would be: 100,000 more objects for every full collection
+    to walk, and a collection follows each reload (the latency it adds shows in
+    the soak)."""
+
+    list_index: tuple[int, ...]
+    kind: tuple[int, ...]
+    text: tuple[str, ...]
+    words: tuple[tuple[int, ...], ...]
+    fuzzy: tuple[bool, ...]
+    rule: tuple[int, ...]
+    group: tuple[int, ...]
+
+    @classmethod
+    def of(cls, rows: list[_PatternRow]) -> _Patterns:
+        columns = tuple(zip(*rows, strict=True)) if rows else ((),) * 7
+        return cls(*columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +143,12 @@ class Matcher:
         # recent words (they never change, so remembering them is safe).
         self._query_memo: Memo[Match | _Unseen | None] = Memo(memo_size)
         self._word_memo: Memo[dict[int, int] | None] = Memo(memo_size)
-        self._patterns: list[_Pattern] = []
+        self._rows: list[_PatternRow] = []
         self._words: list[str] = []
         self._vocabulary: dict[str, int] = {}
         self._fuzzy_words: set[int] = set()
-        self._joined: dict[int, list[int]] = defaultdict(list)  # joined word -> patterns
-        self._phrases: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        self._joining: defaultdict[int, list[int]] = defaultdict(list)  # joined word -> patterns
+        self._phrasing: defaultdict[tuple[int, ...], list[int]] = defaultdict(list)
         keys: dict[str, list[tuple[int, int, bool, bool]]] = defaultdict(list)
         for list_index, term_list in enumerate(self.lists):
             for term in term_list.terms:
@@ -153,9 +167,12 @@ class Matcher:
         if keys:
             self._automaton.make_automaton()
         self._fuzzy = FuzzyIndex(self._words, self._fuzzy_words)
-        # Freeze the build-time defaultdicts so lookups never insert.
-        self._phrases = dict(self._phrases)
-        self._joined = dict(self._joined)
+        # Freeze what was built: plain dicts of tuples never insert on lookup, and
+        # tuples of ints are not tracked by the cycle collector (see _Patterns).
+        self._patterns = _Patterns.of(self._rows)
+        self._phrases = {key: tuple(found) for key, found in self._phrasing.items()}
+        self._joined = {key: tuple(found) for key, found in self._joining.items()}
+        del self._rows, self._phrasing, self._joining
 
     @classmethod
     def from_path(cls, paths: str | Path | Iterable[str | Path]) -> Matcher:
@@ -210,7 +227,7 @@ class Matcher:
         words = term_words(term.text)
         if not words:
             return
-        pattern_index = len(self._patterns)
+        pattern_index = len(self._rows)
         phrase = " ".join(words)
         joined = "".join(
             w[1:] if i and w[0] == words[i - 1][-1] and w[0].isalpha() else w
@@ -219,20 +236,18 @@ class Matcher:
         no_space_script = is_no_space_script(joined)
         anywhere = term.substring or no_space_script
         word_ids = tuple(self._word_id(w) for w in words) if not no_space_script else ()
-        self._patterns.append(
-            _Pattern(list_index, kind, term.text, word_ids, term.fuzzy, rule, group)
-        )
+        self._rows.append((list_index, kind, term.text, word_ids, term.fuzzy, rule, group))
         # Automaton values: (pattern, key length, needs word boundaries, joined form)
         keys[phrase].append((pattern_index, len(phrase), not anywhere, False))
         if no_space_script:
             return
         # Words for the fuzzy pass: substring terms too, so that a misspelt
         # substring term still matches as a whole word (exact inside words).
-        self._phrases[word_ids[:2]].append(pattern_index)
+        self._phrasing[word_ids[:2]].append(pattern_index)
         if len(words) > 1:
             keys[joined].append((pattern_index, len(joined), not anywhere, True))
             joined_id = self._word_id(joined)
-            self._joined[joined_id].append(pattern_index)
+            self._joining[joined_id].append(pattern_index)
             if term.fuzzy and allowance(len(joined)):
                 self._fuzzy_words.add(joined_id)
         if term.fuzzy:
@@ -260,7 +275,7 @@ class Matcher:
 
     def _exact_hits(self, canonical: CanonicalText) -> list[_Hit]:
         hits: list[_Hit] = []
-        if not self._patterns:
+        if not self._patterns.kind:
             return hits
         boundaries = canonical.boundaries
         for end_index, values in self._automaton.iter(canonical.text):
@@ -363,7 +378,7 @@ class Matcher:
     def _within(self, pattern_index: int, word: str, distance: int) -> bool:
         if distance == 0:
             return True
-        return self._patterns[pattern_index].fuzzy and distance <= allowance(len(word))
+        return self._patterns.fuzzy[pattern_index] and distance <= allowance(len(word))
 
     def _extend(
         self,
@@ -373,8 +388,7 @@ class Matcher:
         last: _Edge,
         by_start: dict[int, list[_Edge]],
     ) -> _Hit | None:
-        pattern = self._patterns[pattern_index]
-        words = pattern.words
+        words = self._patterns.words[pattern_index]
         path = [first, last]
         # Later words: follow the one best edge for each.
         while len(path) < len(words):
@@ -403,7 +417,7 @@ class Matcher:
     def _decide(self, hits: list[_Hit]) -> Match | None:
         by_list: dict[int, list[_Hit]] = defaultdict(list)
         for hit in hits:
-            by_list[self._patterns[hit.pattern].list_index].append(hit)
+            by_list[self._patterns.list_index[hit.pattern]].append(hit)
         matches: list[tuple[int, Match]] = []
         for list_index, list_hits in by_list.items():
             found = self._list_match(list_index, list_hits)
@@ -427,24 +441,26 @@ class Matcher:
 
     def _list_match(self, list_index: int, hits: list[_Hit]) -> Match | None:
         term_list = self.lists[list_index]
-        allowed = [h for h in hits if self._patterns[h.pattern].kind == _ALLOW]
+        patterns = self._patterns
+        kind = patterns.kind
+        allowed = [h for h in hits if kind[h.pattern] == _ALLOW]
         kept = [
             h
             for h in hits
-            if self._patterns[h.pattern].kind != _ALLOW
+            if kind[h.pattern] != _ALLOW
             and not any(a.start < h.end and h.start < a.end for a in allowed)
         ]
-        terms = [h for h in kept if self._patterns[h.pattern].kind == _TERM]
+        terms = [h for h in kept if kind[h.pattern] == _TERM]
         if terms:
             best = min(terms, key=lambda h: (h.distance, bin(h.flags).count("1")))
-            return self._make_match(term_list, best, self._patterns[best.pattern].text, None)
-        members = [h for h in kept if self._patterns[h.pattern].kind == _MEMBER]
+            return self._make_match(term_list, best, patterns.text[best.pattern], None)
+        members = [h for h in kept if kind[h.pattern] == _MEMBER]
         for rule_index, rule in enumerate(term_list.rules):
             groups: dict[int, _Hit] = {}
             for hit in members:
-                pattern = self._patterns[hit.pattern]
-                if pattern.rule == rule_index and pattern.group not in groups:
-                    groups[pattern.group] = hit
+                group = patterns.group[hit.pattern]
+                if patterns.rule[hit.pattern] == rule_index and group not in groups:
+                    groups[group] = hit
             if len(groups) == len(rule.all_of):
                 flags = 0
                 for hit in groups.values():
