@@ -35,7 +35,7 @@ import ahocorasick
 
 from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, load_lists
-from deterrence.memo import Memo
+from deterrence.memo import DEFAULT_SIZE, Memo
 from deterrence.text import (
     CanonicalText,
     Transform,
@@ -50,9 +50,9 @@ JOINED_PHRASE = "joined_phrase"
 
 _TERM, _ALLOW, _MEMBER = range(3)
 _MAX_JOIN = 8  # longest run of punctuation-joined words tried as one word
-MEMO_SIZE = 50_000
+MEMO_SIZE = DEFAULT_SIZE
 """Queries and words a matcher remembers answers for (each up to twice this
-many; a few MB). 0 turns the memo off."""
+many). 0 turns the memo off."""
 
 
 class _Unseen:
@@ -201,6 +201,18 @@ class Matcher:
             terms=tuple(Term(t, fuzzy) for t in terms),
         )
         return cls([term_list], memo_size=memo_size)
+
+    @property
+    def memo_size(self) -> int:
+        """How many recent queries and words (each) the matcher remembers
+        answers for, up to twice over (deterrence.memo); 0: none."""
+        return self._query_memo.size
+
+    @memo_size.setter
+    def memo_size(self, size: int) -> None:
+        # Fresh memos, swapped in whole: a request under way keeps the one it read.
+        self._query_memo = Memo(size)
+        self._word_memo = Memo(size)
 
     @property
     def term_count(self) -> int:

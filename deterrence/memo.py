@@ -20,6 +20,9 @@ from typing import Generic, TypeVar
 
 Value = TypeVar("Value")
 
+DEFAULT_SIZE = 50_000
+"""Entries per generation a matcher's memos hold unless configured (a few MB)."""
+
 
 class Memo(Generic[Value]):
     """Results for up to ``2 * size`` recent texts (``size`` 0 disables it)."""

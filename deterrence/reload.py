@@ -213,6 +213,7 @@ class MatcherHolder:
             matcher = self._matcher(self._files(staged), in_child=in_child)
         except ListError as exc:
             raise ListError([self._describe(p, staged) for p in exc.problems]) from exc
+        matcher.memo_size = self.settings.match_memo_size
         return matcher, files
 
     def _matcher(self, files: list[Path], *, in_child: bool) -> Matcher:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deterrence.memo import DEFAULT_SIZE
 from deterrence.resources import KEYWORD_LISTS_DIR, PAGES_DIR
 
 FailMode = Literal["open", "closed"]
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     max_query_chars: int = 1024
     """Longer queries are cut to this many characters before matching: an
     attacker gains nothing by padding, and matching time stays bounded."""
+    match_memo_size: int = Field(default=DEFAULT_SIZE, ge=0)
+    """Recent queries and words whose answers the matcher remembers (up to twice
+    this many of each; a few MB). It keeps hashes, never the text
+    (docs/privacy.md); 0 turns it off."""
     on_error: FailMode = "open"
     """What happens when matching raises: ``open`` lets the request through,
     ``closed`` serves the warning page. Either way the error is counted."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+from pathlib import Path
 
 from deterrence.evaluation import EvalConfig, build_cases
 from deterrence.matcher import Matcher
@@ -76,3 +77,16 @@ def test_a_pickled_matcher_arrives_with_an_empty_memo() -> None:
     copy = pickle.loads(pickle.dumps(matcher))
     assert len(copy._query_memo) == 0 and len(copy._word_memo) == 0
     assert copy.match("zorbalx") == matcher.match("zorbalx")
+
+
+def test_the_memo_size_is_a_setting(tmp_path: Path) -> None:
+    from deterrence.reload import MatcherHolder
+    from deterrence.resources import KEYWORD_LISTS_DIR
+    from deterrence.settings import Settings
+
+    settings = Settings(lists=[KEYWORD_LISTS_DIR], data_dir=tmp_path, match_memo_size=0)
+    holder = MatcherHolder(settings)
+    assert holder.matcher.memo_size == 0
+    holder.matcher.match("zorblax")
+    assert len(holder.matcher._query_memo) == 0
+    assert MatcherHolder(settings.model_copy(update={"match_memo_size": 7})).matcher.memo_size == 7
