@@ -126,6 +126,18 @@ def holder(lists_dir: Path, tmp_path: Path) -> MatcherHolder:
     return MatcherHolder(Settings(lists=[lists_dir], data_dir=tmp_path / "data"))
 
 
+def reloads_here(
+    holder: MatcherHolder, lists_dir: Path, caplog: pytest.LogCaptureFixture, why: str
+) -> None:
+    """A reload still succeeds, built in this process, and the log says why."""
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    with caplog.at_level(logging.WARNING, logger="deterrence.reload"):
+        assert holder.reload_blocking("test").result == "ok"
+    assert holder.matcher.match("mirvelwort") is not None
+    assert holder.build_fallbacks == 1
+    assert why in caplog.text
+
+
 def not_here(files: object) -> Matcher:
     raise AssertionError("built in the serving process")
 
@@ -177,12 +189,7 @@ def test_a_child_that_cannot_build_falls_back_to_building_here(
         holder.settings, lists=holder.matcher.lists, variants=(), locales=(), services=()
     )
     holder.recorder = recorder
-    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
-    with caplog.at_level(logging.WARNING, logger="deterrence.reload"):
-        assert holder.reload_blocking("test").result == "ok"
-    assert holder.matcher.match("mirvelwort") is not None
-    assert holder.build_fallbacks == 1
-    assert "building the matcher in this process" in caplog.text
+    reloads_here(holder, lists_dir, caplog, "building the matcher in this process")
     fallbacks = recorder.registry.get_sample_value(
         "deterrence_errors_total", {"kind": "list_build_fallback"}
     )
@@ -327,9 +334,4 @@ def test_once_the_package_changed_on_disk_the_build_runs_here(
     """A child imports the package from disk: after a deploy that has not restarted
     the server, its classes could not fit this process's code."""
     monkeypatch.setattr("deterrence.child_build.PROCESS_STARTED", 0.0)
-    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
-    with caplog.at_level(logging.WARNING, logger="deterrence.reload"):
-        assert holder.reload_blocking("test").result == "ok"
-    assert holder.matcher.match("mirvelwort") is not None
-    assert holder.build_fallbacks == 1
-    assert "changed since this process started" in caplog.text
+    reloads_here(holder, lists_dir, caplog, "changed since this process started")
