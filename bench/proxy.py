@@ -40,7 +40,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bench.middleware import free_port, lua_script, run_wrk
+from bench.middleware import cpu_seconds, free_port, lua_script, run_wrk
 
 REPO = Path(__file__).resolve().parent.parent
 NGINX_CONF = REPO / "deploy" / "nginx" / "deterrence.conf"
@@ -162,12 +162,6 @@ def nginx_binary() -> str:
         if candidate and Path(candidate).exists():
             return candidate
     raise SystemExit("bench.proxy needs nginx (apt-get install nginx)")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and of its children's threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
