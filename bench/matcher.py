@@ -269,7 +269,8 @@ def _set_memo(matcher: Any, size: int) -> None:
 
 
 def child(workdir: Path, budget: float, load_limit: int) -> dict[str, Any]:
-    from deterrence.matcher import MEMO_SIZE, Matcher
+    from deterrence.matcher import Matcher
+    from deterrence.memo import DEFAULT_SIZE
 
     data = json.loads((workdir / "queries.json").read_text(encoding="utf-8"))
     mix = [tuple(q) for q in data["mix"]]
@@ -299,7 +300,7 @@ def child(workdir: Path, budget: float, load_limit: int) -> dict[str, Any]:
     for _, query in mix[:300]:  # warm the CPU caches the way a running server has them
         matcher.match(query)
     result["memo_off"] = _summary(matcher.match, mix, recall, budget=float("inf"))
-    _set_memo(matcher, MEMO_SIZE)
+    _set_memo(matcher, DEFAULT_SIZE)
     result["deterrence"] = _summary(matcher.match, mix, recall, budget=float("inf"))
     result["repeated"] = {"latency": _percentiles(_timed(matcher.match, mix, float("inf"))[0])}
 

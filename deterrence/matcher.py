@@ -19,8 +19,8 @@ Matching (DESIGN §4) runs in two passes over the canonical query
 
 A built :class:`Matcher` is immutable: share it freely across threads and
 asyncio tasks, and build a new one for a new list set. Its one mutable part is
-a bounded memo of recent words' candidates (:mod:`deterrence.memo`), which
-changes how fast an answer comes, never what it is.
+a bounded memo of recent queries' answers and recent words' candidates
+(:mod:`deterrence.memo`), which changes how fast an answer comes, never what it is.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import ahocorasick
@@ -50,9 +50,6 @@ JOINED_PHRASE = "joined_phrase"
 
 _TERM, _ALLOW, _MEMBER = range(3)
 _MAX_JOIN = 8  # longest run of punctuation-joined words tried as one word
-MEMO_SIZE = DEFAULT_SIZE
-"""Queries and words a matcher remembers answers for (each up to twice this
-many). 0 turns the memo off."""
 
 
 class _Unseen:
@@ -110,7 +107,7 @@ class _Patterns:
 
     @classmethod
     def of(cls, rows: list[_PatternRow]) -> _Patterns:
-        columns = tuple(zip(*rows, strict=True)) if rows else ((),) * 7
+        columns = tuple(zip(*rows, strict=True)) if rows else ((),) * len(fields(cls))
         return cls(*columns)
 
 
@@ -137,7 +134,7 @@ class _Edge:
 class Matcher:
     """Matches queries against a set of term lists."""
 
-    def __init__(self, lists: Sequence[TermList], *, memo_size: int = MEMO_SIZE) -> None:
+    def __init__(self, lists: Sequence[TermList], *, memo_size: int = DEFAULT_SIZE) -> None:
         self.lists: tuple[TermList, ...] = tuple(lists)
         # The one mutable part: answers for recent queries and candidates for
         # recent words (they never change, so remembering them is safe).
@@ -190,7 +187,7 @@ class Matcher:
         list_id: str = "terms",
         category: str = "terms",
         action: Action = "block",
-        memo_size: int = MEMO_SIZE,
+        memo_size: int = DEFAULT_SIZE,
     ) -> Matcher:
         """A matcher over one in-memory list (tests, benchmarks, experiments)."""
         term_list = TermList(
