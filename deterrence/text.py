@@ -408,7 +408,7 @@ def _is_single(word: _RawWord) -> bool:
         return False
     if len(word.chars) == 1:
         return True  # a letter or a digit reads as itself
-    if len(word.chars) > 1 and len({c.char for c in word.chars}) > 2:
+    if len({c.char for c in word.chars}) > 2:
         return False  # no reading merges three different characters into one
     token = _readings(word)
     return token is not None and len(token.text) == 1
