@@ -191,7 +191,7 @@ class FuzzyIndex:
             else:
                 far.extend(posting)
         ids = self._ids
-        for pool, limit in ((near, 1), (far, 2)):
+        for pool, limit in ((near, allowance(DELETION_MAX)), (far, allowance(DELETION_MAX + 1))):
             if len(pool) == 1:
                 distance = OSA.distance(text, pool[0], score_cutoff=limit)
                 if distance <= limit:
