@@ -35,7 +35,7 @@ import ahocorasick
 
 from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, load_lists
-from deterrence.memo import DEFAULT_SIZE, Memo
+from deterrence.memo import DEFAULT_SIZE, UNSEEN, Memo, Unseen
 from deterrence.text import (
     CanonicalText,
     Transform,
@@ -50,13 +50,6 @@ JOINED_PHRASE = "joined_phrase"
 
 _TERM, _ALLOW, _MEMBER = range(3)
 _MAX_JOIN = 8  # longest run of punctuation-joined words tried as one word
-
-
-class _Unseen:
-    """What the query memo answers for a query it does not hold."""
-
-
-_UNSEEN = _Unseen()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +131,7 @@ class Matcher:
         self.lists: tuple[TermList, ...] = tuple(lists)
         # The one mutable part: answers for recent queries and candidates for
         # recent words (they never change, so remembering them is safe).
-        self._query_memo: Memo[Match | _Unseen | None] = Memo(memo_size)
+        self._query_memo: Memo[Match | Unseen | None] = Memo(memo_size)
         self._word_memo: Memo[dict[int, int] | None] = Memo(memo_size)
         self._rows: list[_PatternRow] = []
         self._words: list[str] = []
@@ -268,8 +261,8 @@ class Matcher:
 
     def match(self, query: str) -> Match | None:
         """The most severe match for ``query``, or None."""
-        found = self._query_memo.get(query, _UNSEEN)
-        if isinstance(found, _Unseen):
+        found = self._query_memo.get(query, UNSEEN)
+        if isinstance(found, Unseen):
             found = self._match(query)
             self._query_memo.put(query, found)
         return found

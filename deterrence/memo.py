@@ -8,7 +8,8 @@ the previous one. That approximates LRU with no bookkeeping per hit and no
 iteration, and each step is one dict operation, so threads sharing a matcher
 need no lock: a race can only lose an entry, never return a wrong one.
 
-Keys are the text's ``hash()``, never the text: the memo keeps no query in
+Keys are the text's ``hash()`` (a query's, a word's, or a whole query
+string's), never the text: the memo keeps no query in
 memory after its request (DESIGN §6). The string hash is keyed per process
 (SipHash, 64 bits); two different texts sharing one while both are in the memo
 is a chance of about ``entries / 2**64`` per lookup.
@@ -21,7 +22,14 @@ from typing import Generic, TypeVar
 Value = TypeVar("Value")
 
 DEFAULT_SIZE = 50_000
-"""Entries per generation a matcher's memos hold unless configured (a few MB)."""
+"""Entries per generation a memo holds unless configured (a few MB)."""
+
+
+class Unseen:
+    """What a memo answers for a text it does not hold, when None is an answer."""
+
+
+UNSEEN = Unseen()
 
 
 class Memo(Generic[Value]):
@@ -34,7 +42,7 @@ class Memo(Generic[Value]):
         self._current: dict[int, Value] = {}
         self._previous: dict[int, Value] = {}
 
-    def get(self, text: str, default: Value) -> Value:
+    def get(self, text: str | bytes, default: Value) -> Value:
         key = hash(text)
         value = self._current.get(key, default)
         if value is default:
@@ -43,7 +51,7 @@ class Memo(Generic[Value]):
                 self._put(key, value)
         return value
 
-    def put(self, text: str, value: Value) -> None:
+    def put(self, text: str | bytes, value: Value) -> None:
         self._put(hash(text), value)
 
     def _put(self, key: int, value: Value) -> None:

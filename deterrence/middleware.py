@@ -48,6 +48,7 @@ from deterrence.admin import AdminApp
 from deterrence.lists import SEVERITY
 from deterrence.logs import install_access_log_redaction
 from deterrence.matcher import Match, Matcher
+from deterrence.memo import UNSEEN, Memo, Unseen
 from deterrence.metrics import NO_VARIANT, Recorder
 from deterrence.pages import WarningPages
 from deterrence.paths import normalize_path
@@ -148,6 +149,10 @@ class DeterrenceMiddleware:
         self._metrics_path = settings.metrics_path
         self._inspect_bodies = settings.inspect_bodies
         self.matcher_holder = MatcherHolder(settings)
+        self._query_string_memo: tuple[Matcher | None, Memo[Match | Unseen | None]] = (
+            None,
+            Memo(0),
+        )
         self.pages = WarningPages(settings)
         self.recorder = Recorder(
             settings,
@@ -215,62 +220,87 @@ class DeterrenceMiddleware:
         return wrapped
 
     async def _inspect(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
-        headers = Headers(scope=scope)
-        body_messages: list[Message] = []
-        texts: list[str] = []
-        body: bytes | None = None
-        if self._inspect_bodies and scope["method"] in _BODY_METHODS:
-            body, body_messages = await self._read_body(receive, headers)
         self.recorder.inspected(route)
-        try:
-            texts.extend(self._query_texts(scope))
-            if body is not None:
-                texts.extend(self._body_texts(body, headers))
-        except Exception as exc:  # extract never raises by design; if it ever does, count it
-            logger.error("decoding the request failed with %s", type(exc).__name__)
-            self.recorder.error("decode")
-            decoded = False
-        else:
-            decoded = True
-        match, failed = self._match_all(texts)
-        failed = failed or not decoded
-        replay = _replaying(body_messages, receive)
+        headers: Headers | None = None
+        body: bytes | None = None
+        replay = receive
+        if self._inspect_bodies and scope["method"] in _BODY_METHODS:
+            headers = Headers(scope=scope)
+            body, body_messages = await self._read_body(receive, headers)
+            replay = _replaying(body_messages, receive)
+        match, failed = self._decide(scope, body, headers)
         if failed and self.settings.on_error == "closed":
-            await self._block(scope, replay, send, headers, None)
+            await self._block(scope, replay, send, None)
             return
         if match is None:
             await self.app(scope, replay, send)
             return
         if match.action == "block":
-            await self._block(scope, replay, send, headers, match)
+            await self._block(scope, replay, send, match)
             return
         variant = self.pages.choose_variant() if match.action == "warn" else NO_VARIANT
         self.recorder.intervention(
             list_id=match.list_id, category=match.category, action=match.action, variant=variant
         )
+        headers = headers or Headers(scope=scope)
         decision = Decision(match.action, match, variant, self.pages, headers)
         scope.setdefault("state", {})["deterrence"] = decision
         await self.app(scope, replay, send)
 
-    async def _block(
-        self, scope: Scope, receive: Receive, send: Send, headers: Headers, match: Match | None
-    ) -> None:
+    def _decide(
+        self, scope: Scope, body: bytes | None, headers: Headers | None
+    ) -> tuple[Match | None, bool]:
+        """The most severe match in the request, and whether inspecting failed.
+
+        A request with only a query string is answered from a memo of recent
+        query strings when it can be: popular searches come back byte for byte,
+        and then neither decoding nor matching is needed. The memo is keyed by
+        the query string's ``hash()`` (deterrence.memo: no text is kept), belongs
+        to one matcher (a reload starts a new one), and only holds answers that
+        were reached without an error, so every error is still counted."""
+        query_string: bytes = scope.get("query_string", b"")
+        matcher = self.matcher_holder.matcher  # one list set per request, even mid-reload
+        memo: Memo[Match | Unseen | None] | None = None
+        if body is None:
+            memo_matcher, memo = self._query_string_memo
+            if memo_matcher is not matcher:
+                memo = Memo(self.settings.match_memo_size)
+                self._query_string_memo = (matcher, memo)
+            started = time.perf_counter()
+            found = memo.get(query_string, UNSEEN)
+            if not isinstance(found, Unseen):
+                self.recorder.observe_match(time.perf_counter() - started)
+                return found, False
+        texts: list[str] = []
+        try:
+            texts.extend(extract.form_values(query_string, self.query_params))
+            if body is not None:
+                texts.extend(self._body_texts(body, headers or Headers(scope=scope)))
+        except Exception as exc:  # extract never raises by design; if it ever does, count it
+            logger.error("decoding the request failed with %s", type(exc).__name__)
+            self.recorder.error("decode")
+            match, _ = self._match_all(matcher, texts)
+            return match, True
+        match, failed = self._match_all(matcher, texts)
+        limit = self.settings.max_query_chars
+        if memo is not None and not failed and all(len(text) <= limit for text in texts):
+            memo.put(query_string, match)
+        return match, failed
+
+    async def _block(self, scope: Scope, receive: Receive, send: Send, match: Match | None) -> None:
         variant = self.pages.choose_variant()
         if match is not None:
             self.recorder.intervention(
                 list_id=match.list_id, category=match.category, action="block", variant=variant
             )
         response = self.pages.block_response(
-            headers,
+            Headers(scope=scope),
             match,
             variant,
             self.settings.block_status,
             count_view=scope["method"] != "HEAD",  # no page was shown
         )
         await response(scope, receive, send)
-
-    def _query_texts(self, scope: Scope) -> Iterator[str]:
-        yield from extract.form_values(scope.get("query_string", b""), self.query_params)
 
     def _body_texts(self, body: bytes, headers: Headers) -> Iterator[str]:
         media, params = extract.content_type(headers.get("content-type"))
@@ -315,13 +345,12 @@ class DeterrenceMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks), messages
 
-    def _match_all(self, texts: list[str]) -> tuple[Match | None, bool]:
+    def _match_all(self, matcher: Matcher, texts: list[str]) -> tuple[Match | None, bool]:
         """The most severe match over every inspected text, and whether
         matching failed (an exception, counted; see ``settings.on_error``)."""
         best: Match | None = None
         failed = False
         limit = self.settings.max_query_chars
-        matcher = self.matcher_holder.matcher  # one list set per request, even mid-reload
         started = time.perf_counter()
         for text in texts:
             if len(text) > limit:

@@ -35,9 +35,10 @@ class Settings(BaseSettings):
     """Longer queries are cut to this many characters before matching: an
     attacker gains nothing by padding, and matching time stays bounded."""
     match_memo_size: int = Field(default=DEFAULT_SIZE, ge=0)
-    """Recent queries and words whose answers the matcher remembers (up to twice
-    this many of each; a few MB). It keeps hashes, never the text
-    (docs/privacy.md); 0 turns it off."""
+    """Recent queries and words whose answers the matcher remembers, and recent
+    query strings whose answers the middleware remembers (up to twice this many of
+    each; a few MB). They keep hashes, never the text (docs/privacy.md); 0 turns
+    them off."""
     on_error: FailMode = "open"
     """What happens when matching raises: ``open`` lets the request through,
     ``closed`` serves the warning page. Either way the error is counted."""

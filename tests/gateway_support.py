@@ -24,7 +24,7 @@ from typing import Any
 import httpx2
 import live_uvicorn
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from live_uvicorn import metric
 from starlette.types import Receive, Scope, Send
 
 free_port = live_uvicorn.free_port
@@ -189,17 +189,6 @@ def assert_warning_page(response: httpx2.Response) -> None:
 def decisions(authz: str) -> float:
     """How many requests the decision service at ``authz`` has been asked about."""
     return metric(authz, "deterrence_requests_inspected_total")
-
-
-def metric(base: str, name: str, **labels: str) -> float:
-    """The sum of a metric's samples with these labels, read from ``base``/metrics."""
-    text = httpx2.get(f"{base}/metrics", trust_env=False).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""A real uvicorn server on 127.0.0.1 and a free port, in a background thread."""
+"""A real uvicorn server on 127.0.0.1 and a free port, in a background thread,
+and what its /metrics say."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx2
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp
 
 
@@ -39,3 +42,15 @@ def serve(app: ASGIApp, **config: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def metric(base: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with these labels, read from ``base``/metrics
+    (0 when there is none)."""
+    text = httpx2.get(f"{base}/metrics", timeout=10, trust_env=False).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

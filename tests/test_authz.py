@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from gateway_support import BLOCK_TERM, WARN_TERM, serve, write_lists
-from prometheus_client.parser import text_string_to_metric_families
+from live_uvicorn import metric
 from starlette.types import Scope
 
 from deterrence.authz import (
@@ -138,16 +138,6 @@ def forward_auth(
             **headers,
         },
     )
-
-
-def metric(base: str, name: str, **labels: str) -> float:
-    text = httpx2.get(f"{base}/metrics", trust_env=False).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def assert_allowed(response: httpx2.Response) -> None:

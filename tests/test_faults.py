@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import sqlite3
 import struct
 import subprocess
@@ -30,7 +29,7 @@ from typing import Any
 import httpx2
 import pytest
 from gateway_support import raw_upstream
-from live_uvicorn import free_port, serve
+from live_uvicorn import free_port, metric, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -50,12 +49,6 @@ def app() -> Starlette:
         return PlainTextResponse("results")
 
     return Starlette(routes=[Route("/search", search)])
-
-
-def metric(base: str, name: str) -> float:
-    text = httpx2.get(f"{base}/metrics", timeout=10).text
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -93,7 +86,7 @@ def test_a_matcher_exception_follows_on_error(
         assert [r.status_code for r in responses] == [expected] * 3
         if on_error == "open":
             assert responses[0].text == "results"
-        assert metric(base, 'deterrence_errors_total{kind="match_exception"}') == 3
+        assert metric(base, "deterrence_errors_total", kind="match_exception") == 3
         # A reload puts a working matcher back.
         middleware.matcher_holder.reload_blocking("test")
         assert search(base, "zorblax").status_code == BLOCK_STATUS
@@ -131,7 +124,7 @@ def test_a_locked_store_delays_counts_but_no_request(tmp_path: Path) -> None:
                 assert search(base, "weather").status_code == 200
                 assert time.monotonic() - started < 1.0  # flushing happens off the loop
             # The store's busy timeout (5 s) runs out: the flush fails and is counted.
-            wait_for(lambda: metric(base, 'deterrence_errors_total{kind="store_write"}') >= 1)
+            wait_for(lambda: metric(base, "deterrence_errors_total", kind="store_write") >= 1)
         finally:
             locker.execute("ROLLBACK")
             locker.close()
@@ -180,7 +173,7 @@ def test_a_full_disk_delays_counts_but_no_request(tmp_path: Path) -> None:
         with serve(middleware) as base:  # the first flush fails at start-up already
             assert [search(base, "weather").status_code for _ in range(10)] == [200] * 10
             assert search(base, "zorblax").status_code == BLOCK_STATUS
-            wait_for(lambda: metric(base, 'deterrence_errors_total{kind="store_write"}') >= 2)
+            wait_for(lambda: metric(base, "deterrence_errors_total", kind="store_write") >= 2)
             filler.unlink()  # room again
             wait_for(lambda: stored_inspections(data_dir) == 11)
 
@@ -249,8 +242,8 @@ def test_an_unreadable_multiprocess_dir_fails_metrics_not_searches(tmp_path: Pat
         assert httpx2.get(f"{base}/metrics").status_code == 500
         assert search(base, "weather").status_code == 200
         corrupt.unlink()
-        assert metric(base, 'deterrence_errors_total{kind="multiprocess_dir"}') == 2
-        assert metric(base, 'deterrence_requests_inspected_total{route="/search"}') >= 3
+        assert metric(base, "deterrence_errors_total", kind="multiprocess_dir") == 2
+        assert metric(base, "deterrence_requests_inspected_total", route="/search") >= 3
 
 
 # --- the proxy's upstream resets ---------------------------------------------------------
@@ -279,7 +272,7 @@ def test_upstream_resets_are_502_pages_and_counted(on_error: str, tmp_path: Path
 
 
 def resets_counted(base: str) -> float:
-    return metric(base, 'deterrence_errors_total{kind="upstream_reset"}')
+    return metric(base, "deterrence_errors_total", kind="upstream_reset")
 
 
 def test_a_deleted_store_file_is_created_again(tmp_path: Path) -> None:
@@ -293,4 +286,4 @@ def test_a_deleted_store_file_is_created_again(tmp_path: Path) -> None:
         search(base, "weather")
         search(base, "weather")
         wait_for(lambda: stored_inspections(tmp_path) == 2)
-        assert metric(base, 'deterrence_errors_total{kind="store_write"}') <= 1
+        assert metric(base, "deterrence_errors_total", kind="store_write") <= 1

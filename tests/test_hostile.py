@@ -6,12 +6,11 @@ in a response header, a warning page, or any line either process logged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2
 import pytest
+from live_uvicorn import metric
 
 from deterrence import hostile
 
@@ -40,13 +39,6 @@ def target(
             yield proxy.base_url, [proxy, demo]
 
 
-def metric(base_url: str, name: str) -> float:
-    text = httpx2.get(f"{base_url}/metrics", timeout=10).text
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    assert found, name
-    return float(found.group(1))
-
-
 def test_every_hostile_case(
     case_file: hostile.CaseFile, target: tuple[str, list[hostile.Server]]
 ) -> None:
@@ -57,10 +49,10 @@ def test_every_hostile_case(
     assert failures == {}
     assert all(server.alive() for server in servers)
     # The documented fail modes were counted; nothing raised.
-    assert metric(base_url, 'deterrence_errors_total{kind="query_too_long"}') >= 3
-    assert metric(base_url, 'deterrence_errors_total{kind="body_too_large"}') == 3
-    assert metric(base_url, 'deterrence_errors_total{kind="match_exception"}') == 0
-    assert metric(base_url, 'deterrence_errors_total{kind="decode"}') == 0
+    assert metric(base_url, "deterrence_errors_total", kind="query_too_long") >= 3
+    assert metric(base_url, "deterrence_errors_total", kind="body_too_large") == 3
+    assert metric(base_url, "deterrence_errors_total", kind="match_exception") == 0
+    assert metric(base_url, "deterrence_errors_total", kind="decode") == 0
     # Stop the servers, then search everything they logged.
     for server in servers:
         server.process.terminate()

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi import Request as FastAPIRequest
-from live_uvicorn import free_port, serve
+from live_uvicorn import free_port, metric, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -115,6 +115,23 @@ def test_block_serves_the_warning_page(base_url: str, seen: Seen, query_string: 
     assert response.headers["cache-control"] == "no-store"
     assert "set-cookie" not in response.headers
     assert "zorblax" not in response.text.lower()
+
+
+def test_a_repeated_search_gets_the_same_answer_and_is_counted_again(
+    base_url: str, seen: Seen
+) -> None:
+    """Repeats are answered from the memo of recent query strings: the same
+    answer as the first time, and counted every time, errors included."""
+    too_long = "q=zorblax+" + "a" * 2_000  # past max_query_chars: matched up to the cap
+    for _ in range(3):
+        assert get(f"{base_url}/search?q=garden+tools").text == "results"
+        assert is_warning(get(f"{base_url}/search?q=Z0RBL4X"))
+        assert is_warning(get(f"{base_url}/search?{too_long}"))
+    assert seen.actions == [None] * 3
+    assert metric(base_url, "deterrence_requests_inspected_total", route="/search") == 9
+    assert metric(base_url, "deterrence_match_duration_seconds_count") == 9
+    assert metric(base_url, "deterrence_interventions_total", action="block") == 6
+    assert metric(base_url, "deterrence_errors_total", kind="query_too_long") == 3
 
 
 def test_glob_search_paths(base_url: str) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from live_uvicorn import free_port, serve
+from live_uvicorn import free_port, metric, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -61,12 +61,6 @@ def blocked(base: str, query: str) -> bool:
     response = httpx2.get(f"{base}/search", params={"q": query}, timeout=10)
     assert response.status_code in (200, 451)
     return response.status_code == 451
-
-
-def metric(base: str, name: str) -> float:
-    text = httpx2.get(f"{base}/metrics", timeout=10).text
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -112,10 +106,10 @@ def test_a_changed_list_goes_into_service_without_a_restart(
     wait_for(lambda: blocked(base, "mirvelwort"))
     write_list(lists_dir / "gamma.toml", "gamma", ["tozzleberry", "vornquist"])
     wait_for(lambda: blocked(base, "tozzleberry"))
-    assert metric(base, 'deterrence_list_reloads_total{result="ok"}') == 2
-    assert metric(base, 'deterrence_list_terms{list="gamma"}') == 2
-    assert metric(base, 'deterrence_list_terms{list="alpha"}') == 2
-    assert metric(base, 'deterrence_list_reloads_total{result="error"}') == 0
+    assert metric(base, "deterrence_list_reloads_total", result="ok") == 2
+    assert metric(base, "deterrence_list_terms", list="gamma") == 2
+    assert metric(base, "deterrence_list_terms", list="alpha") == 2
+    assert metric(base, "deterrence_list_reloads_total", result="error") == 0
 
 
 def test_a_broken_list_keeps_the_lists_in_service(
@@ -125,17 +119,17 @@ def test_a_broken_list_keeps_the_lists_in_service(
     caplog.set_level(logging.ERROR, logger="deterrence.reload")
     broken = lists_dir / "alpha.toml"
     broken.write_text('id = "alpha"\ncategory = "testing"\n\nterms = ["zorblax", mirvelwort]\n')
-    wait_for(lambda: metric(base, 'deterrence_list_reloads_total{result="error"}') == 1)
+    wait_for(lambda: metric(base, "deterrence_list_reloads_total", result="error") == 1)
     assert blocked(base, "zorblax") and blocked(base, "quendrific")
     assert not blocked(base, "mirvelwort")
-    assert metric(base, 'deterrence_errors_total{kind="list_invalid"}') == 1
+    assert metric(base, "deterrence_errors_total", kind="list_invalid") == 1
     message = " ".join(r.getMessage() for r in caplog.records)
     assert f"{broken}" in message and "line 4" in message
     time.sleep(0.3)  # several more polls: the same broken file is reported once
-    assert metric(base, 'deterrence_list_reloads_total{result="error"}') == 1
+    assert metric(base, "deterrence_list_reloads_total", result="error") == 1
     write_list(broken, "alpha", ["zorblax", "mirvelwort"])
     wait_for(lambda: blocked(base, "mirvelwort"))
-    assert metric(base, 'deterrence_list_reloads_total{result="ok"}') == 1
+    assert metric(base, "deterrence_list_reloads_total", result="ok") == 1
 
 
 def test_a_vanished_list_file_keeps_its_list_in_service(
@@ -144,9 +138,9 @@ def test_a_vanished_list_file_keeps_its_list_in_service(
     base = polling_server
     caplog.set_level(logging.ERROR, logger="deterrence.reload")
     (lists_dir / "beta.toml").unlink()
-    wait_for(lambda: metric(base, 'deterrence_errors_total{kind="list_missing"}') == 1)
+    wait_for(lambda: metric(base, "deterrence_errors_total", kind="list_missing") == 1)
     assert blocked(base, "quendrific")
-    assert metric(base, 'deterrence_list_reloads_total{result="error"}') == 1
+    assert metric(base, "deterrence_list_reloads_total", result="error") == 1
     assert "beta.toml: list file is missing" in caplog.text
     # An explicit reload does not drop it either.
     response = httpx2.post(
@@ -278,7 +272,7 @@ def test_sighup_reloads_the_lists(lists_dir: Path, tmp_path: Path) -> None:
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: blocked(base, "mirvelwort"))
         assert process.poll() is None  # SIGHUP's default would have ended the process
-        assert metric(base, 'deterrence_list_reloads_total{result="ok"}') == 1
+        assert metric(base, "deterrence_list_reloads_total", result="ok") == 1
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
@@ -503,4 +497,4 @@ def test_list_urls_are_polled_by_the_running_app(
         list_server.publish(["plimsquark"])
         wait_for(lambda: blocked(base, "plimsquark"))
         assert not blocked(base, "vexmorrow")
-        assert metric(base, 'deterrence_list_terms{list="fleet"}') == 1
+        assert metric(base, "deterrence_list_terms", list="fleet") == 1
