@@ -254,7 +254,8 @@ class DeterrenceMiddleware:
 
         A request with only a query string is answered from a memo of recent
         query strings when it can be: popular searches come back byte for byte,
-        and then neither decoding nor matching is needed. The memo is keyed by
+        and then neither decoding nor matching is needed (nor timed, so that
+        ``deterrence_match_duration_seconds`` shows the matching work). The memo is keyed by
         the query string's ``hash()`` (deterrence.memo: no text is kept), belongs
         to one matcher (a reload starts a new one), and only holds answers that
         were reached without an error, so every error is still counted."""
@@ -266,11 +267,9 @@ class DeterrenceMiddleware:
             if memo_matcher is not matcher:
                 memo = Memo(self.settings.match_memo_size)
                 self._query_string_memo = (matcher, memo)
-            started = time.perf_counter()
             found = memo.get(query_string, UNSEEN)
             if not isinstance(found, Unseen):
-                self.recorder.observe_match(time.perf_counter() - started)
-                return found, False
+                return found, False  # not timed: the match duration is of matching work
         texts: list[str] = []
         try:
             texts.extend(extract.form_values(query_string, self.query_params))
