@@ -17,7 +17,7 @@ Two query mixes, since deterrence remembers recent answers (deterrence.memo):
   measures how the middleware's work grows with a large, varied working set;
   ``bench.matcher`` measures first-sight matching (memo off) on its own.
 
-    python -m bench.middleware [--seconds 3] [--rounds 10] [--connections 32]
+    python -m bench.middleware [--seconds 2] [--rounds 15] [--connections 32]
                                [--app demo|json|both] [--mix head|tail|both]
 """
 
@@ -194,8 +194,8 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--app", choices=("demo", "json", "both"), default="both")
     parser.add_argument("--mix", choices=("head", "tail", "both"), default="both")
