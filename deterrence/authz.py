@@ -226,6 +226,9 @@ class AuthzApp:
             # filter redacts it already; dropping the query here keeps the search out
             # even when an operator turns that redaction off.
             scope["query_string"] = b""
+        if self.middleware.passes_from_memo(inner):  # a repeat that matched nothing
+            await _send_allowed(send, flavor, None)
+            return
         outcome = _Outcome()
         inner[_OUTCOME_KEY] = outcome
         captured: list[Message] = []

@@ -263,10 +263,7 @@ class DeterrenceMiddleware:
         matcher = self.matcher_holder.matcher  # one list set per request, even mid-reload
         memo: Memo[Match | Unseen | None] | None = None
         if body is None:
-            memo_matcher, memo = self._query_string_memo
-            if memo_matcher is not matcher:
-                memo = Memo(self.settings.match_memo_size)
-                self._query_string_memo = (matcher, memo)
+            memo = self._memo_for(matcher)
             found = memo.get(query_string, UNSEEN)
             if not isinstance(found, Unseen):
                 return found, False  # not timed: the match duration is of matching work
@@ -343,6 +340,32 @@ class DeterrenceMiddleware:
                 return None, messages
             if not message.get("more_body", False):
                 return b"".join(chunks), messages
+
+    def _memo_for(self, matcher: Matcher) -> Memo[Match | Unseen | None]:
+        """The memo of query strings answered with ``matcher``'s lists."""
+        memo_matcher, memo = self._query_string_memo
+        if memo_matcher is not matcher:
+            memo = Memo(self.settings.match_memo_size)
+            self._query_string_memo = (matcher, memo)
+        return memo
+
+    def passes_from_memo(self, scope: Scope) -> bool:
+        """Whether ``scope`` is a search the middleware would pass on to the app
+        untouched, known from the memo alone: a repeat of a query string that
+        matched nothing, with no body to read. If so it is counted as inspected,
+        as in ``__call__``, and the caller answers for the app. The decision
+        service does this to skip the machinery of a full pass."""
+        route = self.routes.route_of(scope["path"])
+        method = scope["method"]
+        if route is None or method == "OPTIONS":
+            return False
+        if self._inspect_bodies and method in _BODY_METHODS:
+            return False
+        memo = self._memo_for(self.matcher_holder.matcher)
+        if memo.get(scope.get("query_string", b""), UNSEEN) is not None:
+            return False
+        self.recorder.inspected(route)
+        return True
 
     def _match_all(self, matcher: Matcher, texts: list[str]) -> tuple[Match | None, bool]:
         """The most severe match over every inspected text, and whether

@@ -216,6 +216,24 @@ def test_nginx_page_view_is_counted_when_the_warning_page_is_fetched(
     assert metric(base, "deterrence_page_views_total") == views + 1
 
 
+def test_a_repeated_question_gets_the_first_answer_and_is_counted_again(
+    service: tuple[AuthzApp, str], http: httpx2.Client
+) -> None:
+    """A repeat that matched nothing is answered from the middleware's memo of
+    query strings, without a full pass through the middleware: the same answer
+    for every flavor, and counted each time."""
+    _, base = service
+    before = metric(base, "deterrence_requests_inspected_total", route="/search")
+    for _ in range(3):
+        assert_allowed(nginx(http, base, INNOCENT))
+        assert_allowed(forward_auth(http, base, "caddy", INNOCENT))
+        assert_allowed(http.get(f"{base}/envoy{INNOCENT}"))
+        assert nginx(http, base, SEARCH).status_code == 403
+        assert_warning_page(forward_auth(http, base, "traefik", SEARCH))
+        assert_warning_page(http.get(f"{base}/envoy{SEARCH}"))
+    assert metric(base, "deterrence_requests_inspected_total", route="/search") == before + 18
+
+
 def test_every_path_asked_about_is_inspected_and_labelled_by_route(
     service: tuple[AuthzApp, str], http: httpx2.Client
 ) -> None:
