@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, reduce
+from operator import or_
 
 
 class Transform:
@@ -444,10 +445,65 @@ def _plain_tokens(query: str) -> list[Token] | None:
     return tokens
 
 
+@lru_cache(maxsize=16384)
+def _letter_reading(ch: str) -> tuple[str, int, bool, bool] | None:
+    """For a character that reads as letters only: its reading, its flags,
+    whether its script goes without spaces, and whether it has a look-alike.
+    None for anything else (marks, digits, symbols, spaces, punctuation)."""
+    chars = _read_char(ch)
+    if not chars or any(c.kind != LETTER for c in chars):
+        return None
+    no_space = {c.script in NO_SPACE_SCRIPTS for c in chars}
+    if len(no_space) > 1:
+        return None
+    flags = 0
+    for c in chars:
+        flags |= c.flags
+    lookalike = any(c.lookalike is not None for c in chars)
+    return "".join([c.char for c in chars]), flags, no_space.pop(), lookalike
+
+
+def _letter_tokens(query: str) -> list[Token] | None:
+    """Fast path for the next most common query: words of letters in any script
+    (with case, diacritics or compatibility forms), one space apart, each reading
+    as 2+ letters and none switching between scripts with and without spaces.
+    Nothing can join, merge or split such words, so each is read on its own,
+    without the general path's separator and spaced-letter passes."""
+    stripped = query.strip(" ")
+    if not stripped:
+        return None
+    tokens: list[Token] = []
+    for word in stripped.split(" "):
+        readings = list(map(_letter_reading, word))
+        if not readings or None in readings:
+            return None  # two spaces in a row, or not only letters
+        texts, flag_sets, no_space, lookalikes = zip(*readings, strict=True)
+        if len(set(no_space)) > 1:
+            return None
+        flags = reduce(or_, flag_sets)
+        token: Token | None
+        if not any(lookalikes):  # then no other reading: _readings would do just this
+            reading = "".join(texts)
+            text, _ = _collapse(reading)
+            token = Token(text, flags | (Transform.REPEATS if len(text) < len(reading) else 0))
+        else:
+            chars = [c for ch in word for c in _read_char(ch)]
+            token = _readings(_RawWord(chars, flags))
+        if token is None or len(token.text) < 2:
+            return None  # a word that step 7 may join with its neighbours
+        tokens.append(token)
+    return tokens
+
+
+def _fast_tokens(query: str) -> list[Token] | None:
+    plain = _plain_tokens(query)
+    return plain if plain is not None else _letter_tokens(query)
+
+
 def tokenize(query: str) -> list[Token]:
     """The canonical tokens of ``query``; never raises for any ``str``."""
-    plain = _plain_tokens(query)
-    return plain if plain is not None else _tokenize(query)
+    fast = _fast_tokens(query)
+    return fast if fast is not None else _tokenize(query)
 
 
 def _tokenize(query: str) -> list[Token]:
@@ -490,8 +546,8 @@ class CanonicalText:
 
 
 def canonical_text(query: str) -> CanonicalText:
-    plain = _plain_tokens(query)
-    return _plain_text(plain) if plain is not None else _joined_text(_tokenize(query))
+    fast = _fast_tokens(query)
+    return _plain_text(fast) if fast is not None else _joined_text(_tokenize(query))
 
 
 def _joined_text(tokens: list[Token]) -> CanonicalText:

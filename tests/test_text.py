@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from deterrence.text import (
     _joined_text,
+    _letter_tokens,
     _plain_text,
     _plain_tokens,
     _tokenize,
@@ -144,3 +145,42 @@ def test_the_plain_fast_path_agrees_with_the_full_one(query: str) -> None:
     if plain is not None:
         assert _plain_text(plain) == full
     assert canonical_text(query) == full
+
+
+# Letters of many kinds: Latin with diacritics, ß and a ligature, look-alikes
+# (Cyrillic о, Greek ο), Cyrillic and Greek without one, fullwidth, Han and
+# kana (no spaces), the micro sign, and a combining mark on its own.
+_LETTERS = "abzAZéÉüßﬁоОхдлοαλωｚＡ漢字かナµ\u0301"
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(st.text(alphabet=_LETTERS, min_size=1, max_size=8), min_size=1, max_size=5),
+    st.sampled_from([" ", "  "]),
+)
+def test_the_letters_fast_path_agrees_with_the_full_one(words: list[str], space: str) -> None:
+    """Words of letters in any script take a shortcut; it must give exactly
+    what the general path gives, or decline."""
+    query = space.join(words)
+    full = _tokenize(query)
+    fast = _letter_tokens(query)
+    if fast is not None:
+        assert fast == full
+    assert canonical_text(query) == _joined_text(full)
+
+
+def test_innocent_queries_in_six_languages_mostly_take_a_fast_path() -> None:
+    """The shortcuts serve the common query in every language of the false-
+    positive suite, and agree with the general path on each."""
+    from deterrence import evaluation as ev
+
+    rng = random.Random(11)
+    vocabulary = ev.load_vocabulary()
+    fast = total = 0
+    for lang in ev.QUERY_LANGUAGES:
+        for _ in range(300):
+            query = ev.innocent_query(rng, vocabulary.query_words[lang], lang)
+            assert canonical_text(query) == _joined_text(_tokenize(query)), query
+            fast += _plain_tokens(query) is not None or _letter_tokens(query) is not None
+            total += 1
+    assert fast / total > 0.8
