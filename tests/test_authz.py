@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import gateway_support
 import httpx2
 import pytest
 from gateway_support import BLOCK_TERM, WARN_TERM, serve, write_lists
@@ -148,14 +149,7 @@ def assert_allowed(response: httpx2.Response) -> None:
 
 def assert_warning_page(response: httpx2.Response) -> None:
     assert response.status_code == 403
-    assert response.headers["content-type"].startswith("text/html")
-    for name, value in PRIVACY_HEADERS.items():
-        assert response.headers[name] == value
-    assert "default-src 'none'" in response.headers["content-security-policy"]
-    assert response.headers["x-robots-tag"].startswith("noindex")
-    assert "set-cookie" not in response.headers
-    assert "<html" in response.text
-    assert BLOCK_TERM not in response.text
+    gateway_support.assert_warning_page(response)
 
 
 # nginx ----------------------------------------------------------------------------
