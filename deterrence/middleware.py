@@ -204,7 +204,15 @@ class DeterrenceMiddleware:
         if route is None or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        await self._inspect(scope, receive, send, route)
+        self.recorder.inspected(route)
+        if self._inspect_bodies and scope["method"] in _BODY_METHODS:
+            await self._inspect_body(scope, receive, send)
+            return
+        match, failed = self._decide(scope, None, None)
+        if match is None and not failed:  # the usual search: on to the app, no more awaits
+            await self.app(scope, receive, send)
+            return
+        await self._act(scope, receive, send, match, failed, None)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
@@ -219,24 +227,30 @@ class DeterrenceMiddleware:
 
         return wrapped
 
-    async def _inspect(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
-        self.recorder.inspected(route)
-        headers: Headers | None = None
-        body: bytes | None = None
-        replay = receive
-        if self._inspect_bodies and scope["method"] in _BODY_METHODS:
-            headers = Headers(scope=scope)
-            body, body_messages = await self._read_body(receive, headers)
-            replay = _replaying(body_messages, receive)
+    async def _inspect_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        body, body_messages = await self._read_body(receive, headers)
         match, failed = self._decide(scope, body, headers)
+        await self._act(scope, _replaying(body_messages, receive), send, match, failed, headers)
+
+    async def _act(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: Match | None,
+        failed: bool,
+        headers: Headers | None,
+    ) -> None:
+        """Answer an inspected request: the warning, or the app with the decision."""
         if failed and self.settings.on_error == "closed":
-            await self._block(scope, replay, send, None)
+            await self._block(scope, receive, send, None)
             return
         if match is None:
-            await self.app(scope, replay, send)
+            await self.app(scope, receive, send)
             return
         if match.action == "block":
-            await self._block(scope, replay, send, match)
+            await self._block(scope, receive, send, match)
             return
         variant = self.pages.choose_variant() if match.action == "warn" else NO_VARIANT
         self.recorder.intervention(
@@ -245,7 +259,7 @@ class DeterrenceMiddleware:
         headers = headers or Headers(scope=scope)
         decision = Decision(match.action, match, variant, self.pages, headers)
         scope.setdefault("state", {})["deterrence"] = decision
-        await self.app(scope, replay, send)
+        await self.app(scope, receive, send)
 
     def _decide(
         self, scope: Scope, body: bytes | None, headers: Headers | None
