@@ -2,10 +2,11 @@
 
 Each input becomes a request the way a client could send it — a method, a query
 string, a Content-Type and a body — and goes through the middleware's own extraction
-(:meth:`DeterrenceMiddleware._query_texts` / ``_body_texts``, i.e. deterrence.extract)
-and then :meth:`Matcher.match` over the shipped lists, cut to ``max_query_chars`` as
-the middleware does. Anything that raises is a finding: the middleware would answer
-it per ``on_error`` and count it, but it should never happen.
+(``deterrence.extract.form_values`` on the query string, as the middleware calls it,
+and :meth:`DeterrenceMiddleware._body_texts`) and then :meth:`Matcher.match` over the
+shipped lists, cut to ``max_query_chars`` as the middleware does — but not through
+the middleware's error handling or its memo. Anything that raises is a finding: the
+middleware would answer it per ``on_error`` and count it, but it should never happen.
 
     python fuzz/fuzz_request.py -max_total_time=60            # a bounded run
     python fuzz/fuzz_request.py fuzz/corpus -max_total_time=600  # keep a corpus
@@ -22,6 +23,7 @@ import atheris
 with atheris.instrument_imports(include=["deterrence"]):
     from starlette.datastructures import Headers
 
+    from deterrence import extract
     from deterrence.matcher import Matcher
     from deterrence.middleware import DeterrenceMiddleware
     from deterrence.resources import KEYWORD_LISTS_DIR
@@ -63,7 +65,7 @@ def test_one_input(data: bytes) -> None:
     query = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600))
     body = fdp.ConsumeBytes(fdp.remaining_bytes())
     scope = {"type": "http", "query_string": query, "headers": [(b"content-type", content_type)]}
-    texts = list(MIDDLEWARE._query_texts(scope))
+    texts = list(extract.form_values(query, MIDDLEWARE.query_params))
     texts.extend(MIDDLEWARE._body_texts(body, Headers(scope=scope)))
     for text in texts:
         assert isinstance(text, str)
