@@ -200,15 +200,15 @@ class DeterrenceMiddleware:
         if path == self._metrics_path:
             await self.metrics_app(scope, receive, send)
             return
-        route = self.routes.route_of(path)
-        if route is None or scope["method"] == "OPTIONS":
+        route = self._search_route(scope)
+        if route is None:
             await self.app(scope, receive, send)
             return
         self.recorder.inspected(route)
-        if self._inspect_bodies and scope["method"] in _BODY_METHODS:
+        if self._reads_body(scope):
             await self._inspect_body(scope, receive, send)
             return
-        match, failed = self._decide(scope, None, None)
+        match, failed = self._decide(scope, None)
         if match is None and not failed:  # the usual search: on to the app, no more awaits
             await self.app(scope, receive, send)
             return
@@ -227,10 +227,19 @@ class DeterrenceMiddleware:
 
         return wrapped
 
+    def _search_route(self, scope: Scope) -> str | None:
+        """The search route of a request to inspect, or None. ``OPTIONS``
+        requests pass uninspected (see the module docstring)."""
+        route = self.routes.route_of(scope["path"])
+        return None if scope["method"] == "OPTIONS" else route
+
+    def _reads_body(self, scope: Scope) -> bool:
+        return self._inspect_bodies and scope["method"] in _BODY_METHODS
+
     async def _inspect_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         body, body_messages = await self._read_body(receive, headers)
-        match, failed = self._decide(scope, body, headers)
+        match, failed = self._decide(scope, None if body is None else (body, headers))
         await self._act(scope, _replaying(body_messages, receive), send, match, failed, headers)
 
     async def _act(
@@ -262,9 +271,10 @@ class DeterrenceMiddleware:
         await self.app(scope, receive, send)
 
     def _decide(
-        self, scope: Scope, body: bytes | None, headers: Headers | None
+        self, scope: Scope, body: tuple[bytes, Headers] | None
     ) -> tuple[Match | None, bool]:
-        """The most severe match in the request, and whether inspecting failed.
+        """The most severe match in the request (its query string, and ``body``
+        read under these headers), and whether inspecting failed.
 
         A request with only a query string is answered from a memo of recent
         query strings when it can be: popular searches come back byte for byte,
@@ -285,7 +295,7 @@ class DeterrenceMiddleware:
         try:
             texts.extend(extract.form_values(query_string, self.query_params))
             if body is not None:
-                texts.extend(self._body_texts(body, headers or Headers(scope=scope)))
+                texts.extend(self._body_texts(*body))
         except Exception as exc:  # extract never raises by design; if it ever does, count it
             logger.error("decoding the request failed with %s", type(exc).__name__)
             self.recorder.error("decode")
@@ -369,11 +379,8 @@ class DeterrenceMiddleware:
         matched nothing, with no body to read. If so it is counted as inspected,
         as in ``__call__``, and the caller answers for the app. The decision
         service does this to skip the machinery of a full pass."""
-        route = self.routes.route_of(scope["path"])
-        method = scope["method"]
-        if route is None or method == "OPTIONS":
-            return False
-        if self._inspect_bodies and method in _BODY_METHODS:
+        route = self._search_route(scope)
+        if route is None or self._reads_body(scope):
             return False
         memo = self._memo_for(self.matcher_holder.matcher)
         if memo.get(scope.get("query_string", b""), UNSEEN) is not None:
