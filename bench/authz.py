@@ -18,12 +18,11 @@ import os
 import statistics
 import sys
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 from starlette.types import Receive, Scope, Send
 
-from bench.middleware import QUERIES, cpu_seconds, free_port, pin, run_wrk
+from bench.middleware import cpu_seconds, free_port, lua_script, pin, run_wrk
 from bench.proxy import python, started
 
 
@@ -34,18 +33,6 @@ async def empty_200(scope: Scope, receive: Receive, send: Send) -> None:
     headers = [(b"cache-control", b"no-store"), (b"content-length", b"0")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
-
-
-def nginx_style_script(directory: Path) -> Path:
-    paths = ", ".join(f'"/search?q={urllib.parse.quote_plus(q)}"' for q in QUERIES)
-    script = directory / "authz.lua"
-    script.write_text(
-        f"local paths = {{{paths}}}\nlocal i = 0\n"
-        "request = function()\n  i = i % #paths + 1\n"
-        '  return wrk.format("GET", "/nginx", '
-        '{["X-Original-URI"] = paths[i], ["X-Original-Method"] = "GET"})\nend\n'
-    )
-    return script
 
 
 def main() -> None:
@@ -65,7 +52,13 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in names}
     cpu_us: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
-        script = nginx_style_script(Path(tmp))
+        # As nginx's auth_request asks: the search in headers, not in the path.
+        script = lua_script(
+            Path(tmp),
+            request='wrk.format("GET", "/nginx", '
+            '{["X-Original-URI"] = paths[i], ["X-Original-Method"] = "GET"})',
+            name="authz.lua",
+        )
         env = {"DETERRENCE_DATA_DIR": str(Path(tmp) / "data")}
         with (
             started(commands["floor"], ports["floor"], env) as floor,

@@ -74,13 +74,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def lua_script(directory: Path, queries: Sequence[str] = QUERIES) -> Path:
+def lua_script(
+    directory: Path,
+    queries: Sequence[str] = QUERIES,
+    request: str = 'wrk.format("GET", paths[i])',
+    name: str = "queries.lua",
+) -> Path:
+    """A wrk script that cycles through ``/search?q=`` for each query; ``request``
+    is the Lua expression that makes a request of ``paths[i]``."""
     paths = ", ".join(f'"/search?q={urllib.parse.quote_plus(q)}"' for q in queries)
-    script = directory / "queries.lua"
+    script = directory / name
     script.write_text(
         f"local paths = {{{paths}}}\nlocal i = 0\n"
         "request = function()\n  i = i % #paths + 1\n"
-        '  return wrk.format("GET", paths[i])\nend\n'
+        f"  return {request}\nend\n"
     )
     return script
 
