@@ -80,17 +80,22 @@ def lists_dir(tmp_path: Path) -> Path:
     return directory
 
 
-@pytest.fixture
-def polling_server(lists_dir: Path, tmp_path: Path) -> Iterator[str]:
-    middleware = DeterrenceMiddleware(
+def polling_middleware(lists_dir: Path, data_dir: Path, **settings: Any) -> DeterrenceMiddleware:
+    """The search app behind a middleware that polls ``lists_dir`` every 50 ms and
+    blocks with 451 (what :func:`blocked` reads)."""
+    return DeterrenceMiddleware(
         app(),
         lists=[lists_dir],
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         reload_poll_seconds=0.05,
         block_status=451,
-        admin_token=TOKEN,
+        **settings,
     )
-    with serve(middleware) as base:
+
+
+@pytest.fixture
+def polling_server(lists_dir: Path, tmp_path: Path) -> Iterator[str]:
+    with serve(polling_middleware(lists_dir, tmp_path / "data", admin_token=TOKEN)) as base:
         yield base
 
 

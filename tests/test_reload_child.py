@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx2
 import pytest
 from live_uvicorn import free_port, serve
-from test_reload import app, blocked, invented_terms, wait_for, write_list
+from test_reload import blocked, invented_terms, polling_middleware, wait_for, write_list
 
-from deterrence import DeterrenceMiddleware, Matcher, Settings
+from deterrence import Matcher, Settings
 from deterrence.child_build import BuildCancelled, BuildUnavailable, ChildBuilder
 from deterrence.lists import ListError, load_lists
 from deterrence.matcher import Match
@@ -238,13 +238,7 @@ def test_servers_started_and_stopped_leave_no_child_process(
 ) -> None:
     before = children()
     for round_ in range(4):
-        middleware = DeterrenceMiddleware(
-            app(),
-            lists=[lists_dir],
-            data_dir=tmp_path / "data",
-            reload_poll_seconds=0.05,
-            block_status=451,
-        )
+        middleware = polling_middleware(lists_dir, tmp_path / "data")
         word = f"mirvelwort{'x' * round_}"
         with serve(middleware) as base:
             write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", word])
