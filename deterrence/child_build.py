@@ -166,13 +166,22 @@ class ChildBuilder:
         return errors
 
     def close(self) -> None:
-        """Kill every child still building; later builds raise BuildCancelled."""
+        """Kill every child still building, and reap it; later builds raise
+        BuildCancelled."""
         with self._lock:
             self._closed = True
-            for child in self._running:
+            killed = list(self._running)
+            for child in killed:
                 self._killed.add(child)
                 with contextlib.suppress(OSError):
                     child.kill()
+        for child in killed:
+            # Reaped here too, not only by the thread of its build, which may
+            # outlive a server's shutdown: a stopped server leaves no child, not
+            # even a zombie. Popen.wait holds a lock, so that thread's own wait
+            # then finds it reaped.
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                child.wait(timeout=5)
 
     def open(self) -> None:
         """Allow builds again after :meth:`close`."""
