@@ -2,7 +2,7 @@
 edit allowance of a query word, found without comparing the query with every
 term word, then verified with rapidfuzz's OSA distance.
 
-Two schemes, by the term word's length, each chosen so that its keys are long
+Three schemes, by the term word's length, each chosen so that its keys are long
 enough to stay selective at 100,000 terms:
 
 - **5–8 letters, one edit** — symmetric deletions: a term word and a query word
@@ -11,36 +11,53 @@ enough to stay selective at 100,000 terms:
   its deletions; a query looks up itself and its own deletions. (Halves would
   need fewer keys, but their 3–4-letter keys return long lists at 100,000 terms:
   p99 1.0 ms against 0.68 ms with deletions, for +30 MB.)
-- **9+ letters, two edits** — thirds: two edits leave one third intact, at an
-  offset moved by at most two. A transposition across a boundary touches two
-  thirds and the other edit may hit the third one, so the index also holds the
-  thirds of the word with the letters at each boundary swapped.
+- **9–11 letters, two edits** — pairs of quarters: two edits leave two of four
+  parts intact, and the index holds every pair of parts joined into one key.
+  These words have a third of only 3 letters, and a 3-letter key returned
+  hundreds of words at 100,000 terms (p99 426 µs); a pair has 4–6. Longer
+  words keep thirds: six pairs need more probes than three thirds, and their
+  thirds are selective already.
+- **12+ letters, two edits** — thirds: two edits leave one of three parts
+  intact, at its offset moved by the insertions and deletions before it.
 
-Each scheme, and each part of each term length, has a table of its own, so
-posting lists stay short and a probe needs no key prefix; a posting list holds
-the words themselves (one word is stored bare). A query word's candidates from
-all its probes are verified by rapidfuzz in one call per allowance, in C. A
-middle third is probed only where the length difference lets it be: a query
-as long as the term word moves it by at most one letter (see part_shifts).
+A transposition across a boundary touches the two parts beside it, so the
+index also holds the parts that the word with the letters at a boundary
+swapped keeps intact (see term_keys). Each scheme, and each group of parts of
+each term length, has a table of its own, so posting lists stay short and a
+probe needs no key prefix; a posting list holds the words themselves (one word
+is stored bare). A query word's candidates from all its probes are verified by
+rapidfuzz in one call per allowance, in C. A part is probed only at the offsets
+that the length difference and the edit allowance let it reach (group_shifts).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import pairwise, product
+from operator import itemgetter
 
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import extract
 
 DELETION_MAX = 8  # words up to this length use symmetric deletions
+QUARTERS_MAX = 11  # two-edit words up to this length use pairs of quarters
 
-Table = tuple[int, int]
-"""Which posting table a key belongs to: (0, 0) for deletions, (term length,
-part index) for the thirds of longer words."""
-DELETIONS: Table = (0, 0)
+Group = tuple[int, ...]
+"""Parts of a term word whose join is one key: one third, or two quarters."""
+THIRDS: tuple[Group, ...] = ((0,), (1,), (2,))
+PAIRS: tuple[Group, ...] = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+Table = tuple[int, Group]
+"""Which posting table a key belongs to: (0, ()) for deletions, (term length,
+group of parts) for words of two edits."""
+DELETIONS: Table = (0, ())
+Key = str | tuple[str, str]
+"""A deletion or a third, or the two quarters of a pair (a tuple, so that a
+probe cuts its key with one C call; the index shares their strings)."""
 Posting = str | tuple[str, ...]
-Probe = tuple[dict[str, Posting], int, int]
-"""A part table, and the slice of the query word to look up in it."""
+Probe = tuple[Callable[[Key], Posting | None], Callable[[str], Key]]
+"""A group table's lookup, and what cuts its key out of the query word."""
 
 
 def allowance(length: int) -> int:
@@ -52,64 +69,95 @@ def allowance(length: int) -> int:
     return 0
 
 
-def part_bounds(length: int) -> tuple[int, int, int, int]:
-    """Where a two-edit word is cut in thirds."""
-    return (0, length // 3, 2 * length // 3, length)
+def part_bounds(length: int) -> tuple[int, ...]:
+    """Where a two-edit word is cut: in four parts up to QUARTERS_MAX letters
+    (each of two letters at least), in three beyond."""
+    parts = 4 if length <= QUARTERS_MAX else 3
+    return tuple(length * i // parts for i in range(parts + 1))
 
 
-def part_shifts(edits: int, difference: int) -> tuple[int, ...]:
-    """How far an intact middle part of a term word can have moved in a query
-    word that is ``difference`` letters shorter, within ``edits`` edits: by the
-    insertions before it, minus the deletions before it. The length difference
-    fixes how many of each there can be (``difference`` = deletions −
-    insertions), so a query as long as the term moves a part by at most one,
-    and a query two letters shorter only leftwards."""
-    shifts: set[int] = set()
-    for deletions in range(edits + 1):
-        insertions = deletions - difference
-        if insertions >= 0 and insertions + deletions <= edits:
-            shifts.update(range(-deletions, insertions + 1))
-    return tuple(sorted(shifts))
+def groups(length: int) -> tuple[Group, ...]:
+    return PAIRS if length <= QUARTERS_MAX else THIRDS
 
 
-def term_keys(word: str) -> set[tuple[Table, str]]:
+def group_shifts(
+    group: Group, parts: int, edits: int, difference: int
+) -> tuple[tuple[int, ...], ...]:
+    """How far the intact parts of ``group`` can have moved in a query word
+    that is ``difference`` letters shorter than the term word, within
+    ``edits`` edits. A part moves by the insertions before it minus the
+    deletions before it, and each of those is an edit: so the moves from the
+    start (0) to each part in turn and to the end (−difference) add up to at
+    most ``edits``. An insertion counts as touching the part after it (the
+    last part, at the end), so the first part never moves, the last one always
+    ends the word, and two neighbouring intact parts move together."""
+    reach = range(-edits, edits + 1)
+    options = [
+        (0,) if index == 0 else (-difference,) if index == parts - 1 else reach for index in group
+    ]
+    found = []
+    for shifts in product(*options):
+        path = (0, *shifts, -difference)
+        if sum(abs(b - a) for a, b in pairwise(path)) > edits:
+            continue
+        moves = zip(group, shifts, strict=True)
+        if any(j == i + 1 and b != a for (i, a), (j, b) in pairwise(moves)):
+            continue
+        found.append(shifts)
+    return tuple(found)
+
+
+def _key(word: str, bounds: Sequence[int], group: Group) -> Key:
+    parts = [word[bounds[part] : bounds[part + 1]] for part in group]
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def _swap(word: str, at: int) -> str:
+    return word[: at - 1] + word[at] + word[at - 1] + word[at + 1 :]
+
+
+def term_keys(word: str) -> set[tuple[Table, Key]]:
     length = len(word)
     if length <= DELETION_MAX:
-        keys = {(DELETIONS, word)}
+        keys: set[tuple[Table, Key]] = {(DELETIONS, word)}
         keys.update((DELETIONS, word[:i] + word[i + 1 :]) for i in range(length))
         return keys
     bounds = part_bounds(length)
-    keys = {((length, i), word[bounds[i] : bounds[i + 1]]) for i in range(3)}
-    # The word with the letters at a boundary swapped: a query with that
-    # transposition and one more edit elsewhere still keeps one of these parts.
-    for i in (1, 2):
-        b = bounds[i]
-        swapped = word[: b - 1] + word[b] + word[b - 1] + word[b + 1 :]
-        for side in (i - 1, i):
-            keys.add(((length, side), swapped[bounds[side] : bounds[side + 1]]))
+    last = len(bounds) - 2
+    keys = {((length, group), _key(word, bounds, group)) for group in groups(length)}
+    # A transposition at a boundary touches both parts beside it. With one more
+    # edit, the swapped word keeps intact a third beside the swap (thirds), or
+    # the two quarters beside it, unless two quarters away from it are intact
+    # (pairs). Two transpositions at neighbouring boundaries leave only the
+    # outer quarters, the first or the last of them swapped.
+    for boundary in range(1, last + 1):
+        swapped = _swap(word, bounds[boundary])
+        if last == 2:
+            beside: tuple[Group, ...] = ((boundary - 1,), (boundary,))
+        else:
+            beside = ((boundary - 1, boundary),)
+            if boundary in (1, last):
+                beside += ((0, last),)
+        keys.update(((length, group), _key(swapped, bounds, group)) for group in beside)
     return keys
 
 
-def _part_probe(
+def _group_probe(
     length: int,
-    table: dict[str, Posting],
-    bounds: tuple[int, ...],
-    index: int,
-    shift: int,
-) -> list[Probe]:
-    """Where part ``index`` of a term word stands in a query word of ``length``:
-    the first part at the start, the last at the end, a middle one at its
-    offset moved by ``shift``. Empty when it would not fit."""
-    size = bounds[index + 1] - bounds[index]
-    if index == 0:
-        start = 0
-    elif index == len(bounds) - 2:
-        start = length - size
-    else:
-        start = bounds[index] + shift
-    if start < 0 or start + size > length:
-        return []
-    return [(table, start, start + size)]
+    table: dict[Key, Posting],
+    bounds: Sequence[int],
+    group: Group,
+    shifts: tuple[int, ...],
+) -> list[tuple[dict[Key, Posting], tuple[slice, ...]]]:
+    """Where the parts of ``group`` stand in a query word of ``length``, moved
+    by ``shifts``. Empty when they would not fit or would overlap."""
+    slices: list[slice] = []
+    for part, shift in zip(group, shifts, strict=True):
+        start, end = bounds[part] + shift, bounds[part + 1] + shift
+        if start < (slices[-1].stop if slices else 0) or end > length:
+            return []
+        slices.append(slice(start, end))
+    return [(table, tuple(slices))]
 
 
 def _posting(words: list[str]) -> Posting:
@@ -120,7 +168,8 @@ class FuzzyIndex:
     """Immutable once built; safe to share across threads."""
 
     def __init__(self, words: Sequence[str], word_ids: Iterable[int]) -> None:
-        postings: dict[Table, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        postings: dict[Table, dict[Key, list[str]]] = defaultdict(lambda: defaultdict(list))
+        parts: dict[str, str] = {}  # one string for each part, however many pairs hold it
         self._ids: dict[str, int] = {}
         for word_id in sorted(set(word_ids)):
             word = words[word_id]
@@ -128,10 +177,12 @@ class FuzzyIndex:
                 continue
             self._ids[word] = word_id
             for table, key in term_keys(word):
+                if isinstance(key, tuple):
+                    key = (parts.setdefault(key[0], key[0]), parts.setdefault(key[1], key[1]))
                 postings[table][key].append(word)
         # One small table per scheme and part: a lookup needs no key prefix,
         # and stays in a table of its own size.
-        self._tables: dict[Table, dict[str, Posting]] = {
+        self._tables: dict[Table, dict[Key, Posting]] = {
             table: {key: _posting(found) for key, found in keys.items()}
             for table, keys in postings.items()
         }
@@ -143,22 +194,22 @@ class FuzzyIndex:
 
     def _compute_plan(self, length: int) -> tuple[Probe, ...]:
         """The part probes for a query word of this length (deletions aside)."""
-        probes: list[Probe] = []
+        probes: dict[tuple[int, tuple[tuple[int, int], ...]], Probe] = {}
         for term_length in range(max(DELETION_MAX + 1, length - 2), length + 3):
             edits = allowance(term_length)
-            if abs(term_length - length) > edits:
+            difference = term_length - length
+            if abs(difference) > edits:
                 continue
             bounds = part_bounds(term_length)
-            last = len(bounds) - 2
-            shifts = part_shifts(edits, term_length - length)
-            for index in range(last + 1):
-                table = self._tables.get((term_length, index))
+            for group in groups(term_length):
+                table = self._tables.get((term_length, group))
                 if table is None:
                     continue
-                for shift in shifts if 0 < index < last else (0,):
-                    probes.extend(_part_probe(length, table, bounds, index, shift))
-        unique = {(id(table), start, end): (table, start, end) for table, start, end in probes}
-        return tuple(unique.values())
+                for shifts in group_shifts(group, len(bounds) - 1, edits, difference):
+                    for found, slices in _group_probe(length, table, bounds, group, shifts):
+                        key = (id(found), tuple((s.start, s.stop) for s in slices))
+                        probes[key] = (found.get, itemgetter(*slices))
+        return tuple(probes.values())
 
     def candidates(self, text: str, found: dict[int, int]) -> None:
         """Add every indexed word within its allowance of ``text`` to ``found``
@@ -182,8 +233,8 @@ class FuzzyIndex:
                 else:
                     near.extend(posting)
         plan = self._plans.get(length)
-        for table, start, end in self._compute_plan(length) if plan is None else plan:
-            posting = table.get(text[start:end])
+        for lookup, cut in self._compute_plan(length) if plan is None else plan:
+            posting = lookup(cut(text))
             if posting is None:
                 continue
             if isinstance(posting, str):

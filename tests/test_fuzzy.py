@@ -7,7 +7,7 @@ import random
 
 from rapidfuzz.distance import OSA
 
-from deterrence.fuzzy import FuzzyIndex, allowance, part_shifts
+from deterrence.fuzzy import FuzzyIndex, allowance, group_shifts
 
 LETTERS = "abdeiklmnorstuvz"
 
@@ -44,9 +44,45 @@ def test_the_index_agrees_with_brute_force() -> None:
         assert found == expected, query
 
 
+def _one_edit(word: str) -> set[str]:
+    letters = [*sorted(set(word)), "q"]
+    found = {word[:i] + word[i + 1 :] for i in range(len(word))}
+    found |= {word[:i] + c + word[i:] for i in range(len(word) + 1) for c in letters}
+    found |= {word[:i] + c + word[i + 1 :] for i in range(len(word)) for c in letters}
+    found |= {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
+    return found
+
+
+def test_every_word_two_edits_from_a_long_term_word_finds_it() -> None:
+    # Every edit of every kind at every position, twice over, including two
+    # transpositions across neighbouring part boundaries: no random draw can
+    # miss a case the pigeonhole argument of the pair scheme has to cover.
+    terms = ["abdeiklmn", "abdeiklmno", "abdeiklmnor", "abdeiklmnorst", "abdeiklmnorstuvzab"]
+    index = FuzzyIndex(terms, range(len(terms)))
+    for term_id, term in enumerate(terms):
+        variants = {v for once in _one_edit(term) for v in _one_edit(once)}
+        for variant in variants:
+            if OSA.distance(variant, term) > 2:
+                continue
+            found: dict[int, int] = {}
+            index.candidates(variant, found)
+            assert found.get(term_id) == OSA.distance(variant, term), (term, variant)
+
+
 def test_parts_move_only_as_far_as_the_length_difference_allows() -> None:
-    assert part_shifts(2, 0) == (-1, 0, 1)  # one insertion and one deletion at most
-    assert part_shifts(2, 2) == (-2, -1, 0)  # two deletions before the part, or fewer
-    assert part_shifts(2, -2) == (0, 1, 2)
-    assert part_shifts(2, 1) == (-1, 0)
-    assert part_shifts(1, 0) == (0,)
+    # One third: one insertion and one deletion at most, or two of one kind.
+    assert group_shifts((1,), 3, 2, 0) == ((-1,), (0,), (1,))
+    assert group_shifts((1,), 3, 2, 2) == ((-2,), (-1,), (0,))
+    assert group_shifts((1,), 3, 2, -2) == ((0,), (1,), (2,))
+    assert group_shifts((1,), 3, 2, 1) == ((-1,), (0,))
+    assert group_shifts((1,), 3, 1, 0) == ((0,),)
+    # Quarters: the first never moves, the last ends the word.
+    assert group_shifts((0, 3), 4, 2, 0) == ((0, 0),)
+    assert group_shifts((0, 3), 4, 2, 2) == ((0, -2),)
+    assert group_shifts((0, 2), 4, 2, 2) == ((0, -2), (0, -1), (0, 0))
+    assert group_shifts((1, 3), 4, 2, 1) == ((-1, -1), (0, -1))
+    assert group_shifts((1, 3), 4, 2, 0) == ((-1, 0), (0, 0), (1, 0))
+    # Neighbouring intact quarters move together: nothing comes between them.
+    assert group_shifts((0, 1), 4, 2, 0) == ((0, 0),)
+    assert group_shifts((2, 3), 4, 2, 2) == ((-2, -2),)
+    assert group_shifts((1, 2), 4, 2, 0) == ((-1, -1), (0, 0), (1, 1))
