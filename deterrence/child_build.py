@@ -4,8 +4,9 @@ Loading lists and building a matcher is Python code: on a thread of the serving
 process it competes with the event loop for the interpreter lock, and requests
 answered meanwhile wait (p99 ×4–5 in the soak). A child process builds on another
 core and sends the matcher back pickled; unpickling it here costs about a quarter
-of the build (5,000 terms: 0.05 s against 0.17 s) and mostly runs in short slices,
-so the event loop barely notices.
+of the build (5,000 terms: 0.05 s against 0.17 s). It comes in pieces
+(:mod:`deterrence.pieces`), and this thread hands the interpreter lock back to
+the event loop between them, so requests wait a millisecond or two at most.
 
 One fresh interpreter per build, not a long-lived worker: lists change rarely, a
 build costs ~0.25 s of imports on the other core, and nothing sits idle holding a
@@ -26,9 +27,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import mmap
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -36,9 +35,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 import deterrence
+from deterrence import pieces
 from deterrence.lists import ListError, load_lists
 from deterrence.matcher import Matcher
 
@@ -104,8 +104,8 @@ class ChildBuilder:
         """A matcher over ``files``. Raises ListError for a broken list (as
         ``load_lists`` does), BuildUnavailable, or BuildCancelled."""
         request = json.dumps([str(f) for f in files]).encode()
-        # The answer goes to a file, read through mmap: no pipe chunks to join, and
-        # no copy of it on this process's heap (whose pages the allocator would keep).
+        # The answer goes to a file, read a frame at a time: no pipe chunks to join,
+        # and no copy of it on this process's heap (whose pages the allocator would keep).
         with tempfile.TemporaryFile() as answer:
             child = self._start(answer)
             try:
@@ -124,14 +124,10 @@ class ChildBuilder:
                 raise BuildUnavailable(
                     f"the child exited with status {child.returncode}: {(last or ['-'])[0]}"
                 )
-            with (
-                mmap.mmap(answer.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-                memoryview(mapped) as whole,
-                whole[len(_MAGIC) :] as body,
-            ):
-                if whole[: len(_MAGIC)] != _MAGIC:
-                    raise BuildUnavailable("the child answered something else")
-                return _decode(body)
+            answer.seek(0)
+            if answer.read(len(_MAGIC)) != _MAGIC:
+                raise BuildUnavailable("the child answered something else")
+            return _decode(answer)
 
     def _start(self, answer: IO[bytes]) -> subprocess.Popen[bytes]:
         with self._lock:
@@ -226,10 +222,14 @@ def build_here(files: Sequence[Path]) -> Matcher:
         return Matcher(load_lists(files))
 
 
-def _decode(data: memoryview) -> Matcher:
+def _hand_over() -> None:
+    time.sleep(0)  # releases the interpreter lock: a waiting thread takes it
+
+
+def _decode(answer: IO[bytes]) -> Matcher:
     try:
         with yielding_often(), collector_paused():
-            status, value = pickle.loads(data)
+            status, value = cast(tuple[str, Any], pieces.load(answer, _hand_over))
     except Exception as exc:  # a truncated or foreign answer: build here instead
         raise BuildUnavailable(f"unreadable answer: {type(exc).__name__}: {exc}") from exc
     if status == "error":
@@ -281,6 +281,6 @@ def child_main() -> None:
         outcome = ("error", exc.problems)
     out = sys.stdout.buffer
     out.write(_MAGIC)
-    pickle.dump(outcome, out, protocol=pickle.HIGHEST_PROTOCOL)
+    pieces.dump(outcome, out)
     out.flush()
     os._exit(0)  # freeing the matcher object by object would only delay the answer

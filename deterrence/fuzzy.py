@@ -186,11 +186,20 @@ class FuzzyIndex:
             table: {key: _posting(found) for key, found in keys.items()}
             for table, keys in postings.items()
         }
-        self._deletions = self._tables.get(DELETIONS)
-        self._plans = {n: self._compute_plan(n) for n in range(4, 48)}
+        self.__setstate__((self._ids, self._tables))
 
     def __len__(self) -> int:
         return sum(len(table) for table in self._tables.values())
+
+    # The plans are rebuilt, not pickled: their lookups and cutters would be
+    # reconstructed one Python call each, as slowly as the plans are computed.
+    def __getstate__(self) -> tuple[dict[str, int], dict[Table, dict[Key, Posting]]]:
+        return self._ids, self._tables
+
+    def __setstate__(self, state: tuple[dict[str, int], dict[Table, dict[Key, Posting]]]) -> None:
+        self._ids, self._tables = state
+        self._deletions = self._tables.get(DELETIONS)
+        self._plans = {n: self._compute_plan(n) for n in range(4, 48)}
 
     def _compute_plan(self, length: int) -> tuple[Probe, ...]:
         """The part probes for a query word of this length (deletions aside)."""

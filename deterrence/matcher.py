@@ -134,7 +134,7 @@ class Matcher:
         self._query_memo: Memo[Match | Unseen | None] = Memo(memo_size)
         self._word_memo: Memo[dict[int, int] | None] = Memo(memo_size)
         self._rows: list[_PatternRow] = []
-        self._words: list[str] = []
+        self._word_list: list[str] = []
         self._vocabulary: dict[str, int] = {}
         self._fuzzy_words: set[int] = set()
         self._joining: defaultdict[int, list[int]] = defaultdict(list)  # joined word -> patterns
@@ -156,13 +156,14 @@ class Matcher:
             self._automaton.add_word(key, tuple(values))
         if keys:
             self._automaton.make_automaton()
+        self._words = tuple(self._word_list)
         self._fuzzy = FuzzyIndex(self._words, self._fuzzy_words)
         # Freeze what was built: plain dicts of tuples never insert on lookup, and
         # tuples of ints are not tracked by the cycle collector (see _Patterns).
         self._patterns = _Patterns.of(self._rows)
         self._phrases = {key: tuple(found) for key, found in self._phrasing.items()}
         self._joined = {key: tuple(found) for key, found in self._joining.items()}
-        del self._rows, self._phrasing, self._joining
+        del self._rows, self._phrasing, self._joining, self._word_list
 
     @classmethod
     def from_path(cls, paths: str | Path | Iterable[str | Path]) -> Matcher:
@@ -213,8 +214,8 @@ class Matcher:
     def _word_id(self, word: str) -> int:
         word_id = self._vocabulary.get(word)
         if word_id is None:
-            word_id = self._vocabulary[word] = len(self._words)
-            self._words.append(word)
+            word_id = self._vocabulary[word] = len(self._word_list)
+            self._word_list.append(word)
         return word_id
 
     def _add(

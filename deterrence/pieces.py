@@ -1,0 +1,86 @@
+"""Pickle a large object graph as a run of small pickles, so that the process
+reading it can hand the interpreter lock to other threads between them.
+
+``pickle.loads`` of dicts, lists, strings and tuples is one C call that never
+lets another thread run: a reload's matcher held the lock for 20–30 ms at
+5,000 terms, and every request waiting meanwhile showed it (the soak). Here the
+root object is written first with each big dict or set replaced by a
+reference; their items follow in pieces of ``PIECE_ITEMS``. The reader puts an
+empty container where each reference stands and fills it as its pieces arrive,
+calling ``pause`` between pieces. One pickler and one unpickler serve the
+whole run, so an object shared by several pieces is still one object.
+
+Whatever reconstructs itself while the root is read (``__setstate__``) must not
+look inside a big container yet: it is still empty then. Lists stay whole for
+that reason: an extension type may rebuild itself from one by index
+(pyahocorasick's automaton does), and a list is what such code is given.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import IO, Any
+
+__all__ = ["PIECE_ITEMS", "dump", "load"]
+
+PIECE_ITEMS = 2_000
+"""Items per piece: about a millisecond of unpickling for the matcher's tables."""
+
+_KINDS: dict[type, str] = {dict: "dict", set: "set"}
+_END = "end"
+
+
+class _Writer(pickle.Pickler):
+    def __init__(self, file: IO[bytes]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.deferred: list[Any] = []  # big containers, in the order first met
+        self._numbers: dict[int, int] = {}
+
+    def persistent_id(self, obj: Any) -> tuple[str, int] | None:
+        kind = _KINDS.get(type(obj))
+        if kind is None or len(obj) <= PIECE_ITEMS:
+            return None
+        number = self._numbers.get(id(obj))
+        if number is None:
+            number = self._numbers[id(obj)] = len(self.deferred)
+            self.deferred.append(obj)
+        return (kind, number)
+
+
+class _Reader(pickle.Unpickler):
+    def __init__(self, file: IO[bytes]) -> None:
+        super().__init__(file)
+        self.containers: list[Any] = []
+
+    def persistent_load(self, pid: Any) -> Any:
+        kind, number = pid
+        if number == len(self.containers):  # first met: numbered in the same order
+            self.containers.append({} if kind == "dict" else set())
+        return self.containers[number]
+
+
+def dump(obj: object, file: IO[bytes]) -> None:
+    writer = _Writer(file)
+    writer.dump(obj)
+    done = 0
+    while done < len(writer.deferred):  # a piece may defer further containers
+        container = writer.deferred[done]
+        items = list(container.items() if isinstance(container, dict) else container)
+        for start in range(0, len(items), PIECE_ITEMS):
+            writer.dump((done, items[start : start + PIECE_ITEMS]))
+        done += 1
+    writer.dump(_END)
+
+
+def load(file: IO[bytes], pause: Callable[[], None]) -> Any:
+    """The object ``dump`` wrote to ``file``; ``pause()`` runs between pieces."""
+    reader = _Reader(file)
+    root = reader.load()
+    while True:
+        pause()
+        piece = reader.load()
+        if piece == _END:
+            return root
+        number, items = piece
+        reader.containers[number].update(items)

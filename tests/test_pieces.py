@@ -1,0 +1,52 @@
+"""A matcher travels from a child build in pieces, with a pause between them in
+which other threads can run (deterrence.pieces)."""
+
+from __future__ import annotations
+
+import io
+
+from test_reload import invented_terms
+
+from deterrence import pieces
+from deterrence.matcher import Matcher
+
+
+def _round_trip(obj: object) -> tuple[object, int]:
+    file = io.BytesIO()
+    pieces.dump(obj, file)
+    file.seek(0)
+    pauses = []
+    loaded = pieces.load(file, lambda: pauses.append(1))
+    return loaded, len(pauses)
+
+
+def test_big_containers_come_in_pieces_and_keep_their_order_and_sharing() -> None:
+    size = pieces.PIECE_ITEMS * 3 + 7
+    table = {f"k{i}": (i, f"v{i}") for i in range(size)}
+    members = set(range(size))
+    obj = {"a": table, "b": [table, members], "small": {"x": 1}, "words": ("zorblax",) * 3}
+    loaded, pauses = _round_trip(obj)
+    assert loaded == obj
+    assert list(loaded["a"]) == list(table)  # insertion order survives
+    assert loaded["a"] is loaded["b"][0]  # one object, however often it is referred to
+    # Two containers of four pieces each, a pause before each piece and before the end.
+    assert pauses == 4 + 4 + 1
+
+
+def test_nested_big_containers_are_filled_too() -> None:
+    size = pieces.PIECE_ITEMS + 1
+    inner = {i: i for i in range(size)}
+    outer = {i: inner if i == 0 else i for i in range(size)}
+    loaded, _ = _round_trip(outer)
+    assert loaded == outer
+    assert loaded[0] == inner
+
+
+def test_a_matcher_in_pieces_gives_the_same_answers() -> None:
+    words = invented_terms(3000)
+    matcher = Matcher.from_terms(words)
+    loaded, pauses = _round_trip(matcher)
+    assert isinstance(loaded, Matcher)
+    assert pauses > 10  # its index came in pieces
+    for query in [*words[:200], words[0] + "s", words[1][:-1], "an innocent query", ""]:
+        assert loaded.match(query) == matcher.match(query), query
