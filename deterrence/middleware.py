@@ -34,6 +34,7 @@ import fnmatch
 import logging
 import re
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,7 +150,9 @@ class DeterrenceMiddleware:
         self._metrics_path = settings.metrics_path
         self._inspect_bodies = settings.inspect_bodies
         self.matcher_holder = MatcherHolder(settings)
-        self._query_string_memo: tuple[Matcher | None, Memo[Match | Unseen | None]] = (
+        # The matcher is held weakly: a retired one is freed by the reload, in
+        # pieces, rather than by the next request (deterrence.pieces.release).
+        self._query_string_memo: tuple[weakref.ref[Matcher] | None, Memo[Match | Unseen | None]] = (
             None,
             Memo(0),
         )
@@ -368,9 +371,9 @@ class DeterrenceMiddleware:
     def _memo_for(self, matcher: Matcher) -> Memo[Match | Unseen | None]:
         """The memo of query strings answered with ``matcher``'s lists."""
         memo_matcher, memo = self._query_string_memo
-        if memo_matcher is not matcher:
+        if memo_matcher is None or memo_matcher() is not matcher:
             memo = Memo(self.settings.match_memo_size)
-            self._query_string_memo = (matcher, memo)
+            self._query_string_memo = (weakref.ref(matcher), memo)
         return memo
 
     def passes_from_memo(self, scope: Scope) -> bool:

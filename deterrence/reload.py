@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from typing import Any, Literal, Protocol
 
 import anyio.to_thread
 
-from deterrence import remote_lists
+from deterrence import pieces, remote_lists
 from deterrence.child_build import BuildCancelled, BuildUnavailable, ChildBuilder, build_here
 from deterrence.lists import ListError, TermList, list_files
 from deterrence.matcher import Matcher
@@ -281,6 +282,7 @@ class MatcherHolder:
         if fetched:  # the cached copies changed under their own names
             self._seen = self._snapshot()
             files = _Files.now(self._seen)
+        retired = self.matcher
         self.matcher, self._in_service = matcher, files  # the swap
         lists = matcher.lists
         logger.info(
@@ -291,6 +293,11 @@ class MatcherHolder:
         )
         if self.recorder is not None:
             self.recorder.list_reload("ok", lists=lists)
+        # Freed object by object, the old matcher would hold the interpreter lock
+        # all along (5,000 terms: 7 ms without a request answered). Unless a
+        # request under way still holds it, it is emptied in pieces here instead.
+        if sys.getrefcount(retired) == 2:  # this name, and getrefcount's argument
+            pieces.release(retired, pieces.hand_over)
         return ReloadResult("ok", lists)
 
     def _failed(self, reason: str, kind: str | None, problems: tuple[str, ...]) -> ReloadResult:

@@ -50,3 +50,14 @@ def test_a_matcher_in_pieces_gives_the_same_answers() -> None:
     assert pauses > 10  # its index came in pieces
     for query in [*words[:200], words[0] + "s", words[1][:-1], "an innocent query", ""]:
         assert loaded.match(query) == matcher.match(query), query
+
+
+def test_release_empties_the_big_containers_a_piece_at_a_time() -> None:
+    matcher = Matcher.from_terms(invented_terms(3000))
+    vocabulary = matcher._vocabulary
+    assert len(vocabulary) > pieces.PIECE_ITEMS
+    pauses: list[int] = []
+    pieces.release(matcher, lambda: pauses.append(1))
+    assert vocabulary == {}
+    assert len(pauses) > 10
+    assert matcher.lists[0].terms  # public parts may be shared: left alone

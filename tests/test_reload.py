@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPMessage
@@ -34,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from deterrence import DeterrenceMiddleware, Settings, remote_lists
+from deterrence import DeterrenceMiddleware, Settings, pieces, remote_lists
 from deterrence.lists import ListError
 from deterrence.reload import MatcherHolder
 
@@ -183,6 +184,34 @@ def test_a_request_is_matched_against_one_list_set(lists_dir: Path, tmp_path: Pa
     assert holder.reload_blocking("test").result == "ok"
     assert taken.match("zorblax") is not None and taken.match("mirvelwort") is None
     assert holder.matcher.match("zorblax") is None and holder.matcher.match("mirvelwort")
+
+
+def test_a_retired_matcher_is_emptied_only_once_nothing_holds_it(
+    lists_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload frees the matcher it replaced in pieces (deterrence.pieces.release),
+    but never one that a request under way still uses."""
+    words = invented_terms(3000)  # tables of more than one piece
+    write_list(lists_dir / "alpha.toml", "alpha", words)
+    holder = MatcherHolder(Settings(lists=[lists_dir], data_dir=tmp_path))
+    released: list[weakref.ref[object]] = []
+    release = pieces.release
+
+    def watched(obj: object, pause: Callable[[], None]) -> None:
+        released.append(weakref.ref(obj))
+        release(obj, pause)
+
+    monkeypatch.setattr(pieces, "release", watched)
+    taken = holder.matcher  # as a request under way holds it
+    write_list(lists_dir / "alpha.toml", "alpha", [*words, "mirvelwort"])
+    assert holder.reload_blocking("test").result == "ok"
+    assert released == []
+    assert all(taken.match(word) for word in words[:300])  # whole still
+    del taken
+    write_list(lists_dir / "alpha.toml", "alpha", [*words, "quintaflor"])
+    assert holder.reload_blocking("test").result == "ok"
+    assert len(released) == 1 and released[0]() is None  # emptied, then gone
+    assert holder.matcher.match("quintaflor") and holder.matcher.match(words[0])
 
 
 # --- requests keep flowing while a big list builds -------------------------------------
