@@ -1,12 +1,13 @@
-"""The decision service's own cost: ``deterrence authz`` against an ASGI app that
-answers every request with an empty 200, both under the same uvicorn.
+"""The decision service's own cost: ``deterrence authz`` on its builtin server and
+under uvicorn (``--server uvicorn``), against an ASGI app that answers every
+request with an empty 200 under the same uvicorn (the floor of any ASGI server).
 
-Both run side by side on one core; wrk on the other core asks each in turn, in
-short windows (ABBA order), the way nginx's ``auth_request`` does: ``GET /nginx``
-with ``X-Original-URI`` and ``X-Original-Method``, over the innocent search mix of
-bench.middleware. Prints each window, the CPU time per decision of both and the
-difference — what deterrence adds to a decision above uvicorn's per-request floor —
-and the throughput ratio. bench.proxy measures the whole chain with nginx.
+All three run side by side on one core; wrk on the other core asks each in turn,
+in short windows (the order turning each round), the way nginx's ``auth_request``
+does: ``GET /nginx`` with ``X-Original-URI`` and ``X-Original-Method``, over the
+innocent search mix of bench.middleware. Prints each window, the CPU time per
+decision of each, and the throughput ratios to the floor. bench.proxy measures
+the whole chain with nginx.
 
     python -m bench.authz [--seconds 2] [--rounds 10] [--connections 16]
 """
@@ -42,12 +43,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    names = ("floor", "authz")
+    names = ("floor", "uvicorn", "builtin")
     ports = {name: free_port() for name in names}
     commands = {
         "floor": python("uvicorn", "bench.authz:empty_200", "--port", str(ports["floor"]),
                         "--no-access-log", "--log-level", "warning"),
-        "authz": python("deterrence", "authz", "--port", str(ports["authz"]), "--no-access-log"),
+        "uvicorn": python("deterrence", "authz", "--port", str(ports["uvicorn"]),
+                          "--server", "uvicorn", "--no-access-log"),
+        "builtin": python("deterrence", "authz", "--port", str(ports["builtin"])),
     }  # fmt: skip
     rates: dict[str, list[float]] = {name: [] for name in names}
     cpu_us: dict[str, list[float]] = {name: [] for name in names}
@@ -62,30 +65,36 @@ def main() -> None:
         env = {"DETERRENCE_DATA_DIR": str(Path(tmp) / "data")}
         with (
             started(commands["floor"], ports["floor"], env) as floor,
-            started(commands["authz"], ports["authz"], env) as authz,
+            started(commands["uvicorn"], ports["uvicorn"], env) as uvicorn,
+            started(commands["builtin"], ports["builtin"], env) as builtin,
         ):
-            pids = {"floor": floor, "authz": authz}
+            pids = {"floor": floor, "uvicorn": uvicorn, "builtin": builtin}
             for name in names:
                 pin(pids[name], 1)
                 run_wrk(ports[name], script, 2, args.connections)  # warm-up
             for round_number in range(args.rounds):
-                for name in names if round_number % 2 == 0 else names[::-1]:
+                turn = round_number % len(names)
+                for name in names[turn:] + names[:turn]:
                     before = cpu_seconds(pids[name])
                     rate, p99 = run_wrk(ports[name], script, args.seconds, args.connections)
                     cpu = (cpu_seconds(pids[name]) - before) / (rate * args.seconds) * 1e6
                     rates[name].append(rate)
                     cpu_us[name].append(cpu)
                     print(
-                        f"round {round_number + 1:2d} {name:>5}: {rate:8.0f} decisions/s"
+                        f"round {round_number + 1:2d} {name:>7}: {rate:8.0f} decisions/s"
                         f"  p99 {p99}  CPU {cpu:5.1f} us/decision"
                     )
-    floor_cpu, authz_cpu = (statistics.median(cpu_us[name]) for name in names)
-    ratios = [a / f for f, a in zip(rates["floor"], rates["authz"], strict=True)]
+    cpu = {name: statistics.median(cpu_us[name]) for name in names}
     print(
-        f"CPU per decision: floor {floor_cpu:.1f} us, deterrence authz {authz_cpu:.1f} us"
-        f" (+{authz_cpu - floor_cpu:.1f} us); throughput authz/floor"
-        f" {statistics.median(ratios):.3f} (median of {args.rounds} rounds)"
+        "CPU per decision (median): "
+        + ", ".join(f"{name} {value:.1f} us" for name, value in cpu.items())
     )
+    for name in ("uvicorn", "builtin"):
+        ratios = [a / f for f, a in zip(rates["floor"], rates[name], strict=True)]
+        print(
+            f"throughput {name}/floor {statistics.median(ratios):.3f}"
+            f" (median of {args.rounds} rounds)"
+        )
 
 
 if __name__ == "__main__":

@@ -213,20 +213,16 @@ class AuthzApp:
                 await _send_plain(send, 404, b"Not found")
             return
         try:
-            original = original_request(flavor, scope)
+            inner = self._original_scope(flavor, scope)
         except BadDecisionRequest as exc:
             await _send_plain(send, 400, str(exc).encode())
-            return
-        inner = rewrite_scope(scope, original)
-        if self._served_here(inner["path"]):
-            await _send_allowed(send, flavor, None)  # deterrence's own pages are never blocked
             return
         if flavor == "envoy":
             # uvicorn builds the access-log line from this scope. The middleware's log
             # filter redacts it already; dropping the query here keeps the search out
             # even when an operator turns that redaction off.
             scope["query_string"] = b""
-        if self.middleware.passes_from_memo(inner):  # a repeat that matched nothing
+        if inner is None or self.middleware.passes_from_memo(inner):
             await _send_allowed(send, flavor, None)
             return
         outcome = _Outcome()
@@ -251,6 +247,29 @@ class AuthzApp:
         else:
             await _send_block_page(send, captured)
 
+    def quick_answer(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
+        """The headers of the empty 200 that allows a decision request needing no
+        matching: about deterrence's own pages, or a repeat of a search that
+        matched nothing (counted, as in ``__call__``). None when the full decision
+        is needed. For a server that answers without an ASGI cycle
+        (:mod:`deterrence.decision_server`)."""
+        flavor = _flavor_of(scope)
+        if flavor is None:
+            return None
+        try:
+            inner = self._original_scope(flavor, scope)
+        except BadDecisionRequest:
+            return None  # __call__ says what is wrong
+        if inner is None or self.middleware.passes_from_memo(inner):
+            return _allowed_headers(flavor, None)
+        return None
+
+    def _original_scope(self, flavor: Flavor, scope: Scope) -> Scope | None:
+        """The scope of the request the proxy asks about; None for deterrence's
+        own pages, which are never blocked."""
+        inner = rewrite_scope(scope, original_request(flavor, scope))
+        return None if self._served_here(inner["path"]) else inner
+
     def _served_here(self, path: str) -> bool:
         """Paths the middleware answers itself (pages, assets, metrics)."""
         return path.startswith(self._prefix) or path == self.settings.metrics_path
@@ -266,16 +285,20 @@ def _flavor_of(scope: Scope) -> Flavor | None:
     return None
 
 
-async def _send_allowed(send: Send, flavor: Flavor, decision: Decision | None) -> None:
+def _allowed_headers(flavor: Flavor, decision: Decision | None) -> list[tuple[bytes, bytes]]:
     """The answer every allowed search gets: read by the proxy, never shown to a
     visitor, so it carries only what the proxy uses (and no-store, so that no
     cache between them keeps a decision)."""
     warn = decision is not None and decision.action == "warn"
-    headers = _ALLOWED_HEADERS
     if warn or flavor == "caddy":
         # Caddy before 2.7 copies an absent copy_headers field as its literal
         # placeholder text; an empty value is copied as empty, which means "no warn".
-        headers = [*headers, (ACTION_HEADER.lower().encode(), b"warn" if warn else b"")]
+        return [*_ALLOWED_HEADERS, (ACTION_HEADER.lower().encode(), b"warn" if warn else b"")]
+    return _ALLOWED_HEADERS
+
+
+async def _send_allowed(send: Send, flavor: Flavor, decision: Decision | None) -> None:
+    headers = _allowed_headers(flavor, decision)
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 

@@ -1,8 +1,9 @@
-"""A real uvicorn server on 127.0.0.1 and a free port, in a background thread,
-and what its /metrics say."""
+"""A real uvicorn server (or the decision service's builtin one) on 127.0.0.1
+and a free port, in a background thread, and what its /metrics say."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -42,6 +43,38 @@ def serve(app: ASGIApp, **config: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextmanager
+def serve_builtin(app: ASGIApp, **options: Any) -> Iterator[str]:
+    """Serve ``app`` with deterrence.decision_server until the block ends (quick
+    answers from ``app.quick_answer`` when it has one); yields the base URL."""
+    from deterrence import decision_server
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+    options.setdefault("quick", getattr(app, "quick_answer", None))
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(
+            decision_server.serve(
+                app, host="127.0.0.1", port=port, ready=ready.set, stop=stop, **options
+            )
+        )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not ready.wait(15):
+        raise RuntimeError("the decision server did not start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=15)
+        loop.close()
 
 
 def metric(base: str, name: str, **labels: str) -> float:

@@ -1,8 +1,8 @@
 """The decision service, spoken to the way each proxy speaks to it: nginx
 ``auth_request``, Traefik ``forwardAuth``, Caddy ``forward_auth`` and Envoy
-``ext_authz`` (HTTP). The service runs on a real uvicorn server with lists of
-invented words; the real proxies are driven in test_nginx.py and
-test_forward_auth_proxies.py."""
+``ext_authz`` (HTTP). The service runs on a real server, uvicorn and the builtin
+one (deterrence.decision_server) in turn, with lists of invented words; the real
+proxies are driven in test_nginx.py and test_forward_auth_proxies.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import gateway_support
 import httpx2
 import pytest
 from gateway_support import BLOCK_TERM, WARN_TERM, serve, write_lists
-from live_uvicorn import metric
+from live_uvicorn import metric, serve_builtin
 from starlette.types import Scope
 
 from deterrence.authz import (
@@ -105,14 +105,16 @@ def test_rewritten_scope_looks_like_the_original_request() -> None:
 # --- the live service ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthzApp, str]]:
+@pytest.fixture(scope="module", params=["uvicorn", "builtin"])
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[AuthzApp, str]]:
     tmp = tmp_path_factory.mktemp("authz")
     settings = Settings(
         lists=[write_lists(tmp / "lists")], data_dir=tmp / "data", store_enabled=False
     )
     app = AuthzApp(settings)
-    with serve(app) as url:
+    with (serve if request.param == "uvicorn" else serve_builtin)(app) as url:
         yield app, url
 
 
