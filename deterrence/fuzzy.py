@@ -142,22 +142,18 @@ def term_keys(word: str) -> set[tuple[Table, Key]]:
     return keys
 
 
-def _group_probe(
-    length: int,
-    table: dict[Key, Posting],
-    bounds: Sequence[int],
-    group: Group,
-    shifts: tuple[int, ...],
-) -> list[tuple[dict[Key, Posting], tuple[slice, ...]]]:
+def _group_slices(
+    length: int, bounds: Sequence[int], group: Group, shifts: tuple[int, ...]
+) -> tuple[slice, ...] | None:
     """Where the parts of ``group`` stand in a query word of ``length``, moved
-    by ``shifts``. Empty when they would not fit or would overlap."""
+    by ``shifts``. None when they would not fit or would overlap."""
     slices: list[slice] = []
     for part, shift in zip(group, shifts, strict=True):
         start, end = bounds[part] + shift, bounds[part + 1] + shift
         if start < (slices[-1].stop if slices else 0) or end > length:
-            return []
+            return None
         slices.append(slice(start, end))
-    return [(table, tuple(slices))]
+    return tuple(slices)
 
 
 def _posting(words: list[str]) -> Posting:
@@ -215,9 +211,10 @@ class FuzzyIndex:
                 if table is None:
                     continue
                 for shifts in group_shifts(group, len(bounds) - 1, edits, difference):
-                    for found, slices in _group_probe(length, table, bounds, group, shifts):
-                        key = (id(found), tuple((s.start, s.stop) for s in slices))
-                        probes[key] = (found.get, itemgetter(*slices))
+                    slices = _group_slices(length, bounds, group, shifts)
+                    if slices is not None:
+                        key = (id(table), tuple((s.start, s.stop) for s in slices))
+                        probes[key] = (table.get, itemgetter(*slices))
         return tuple(probes.values())
 
     def candidates(self, text: str, found: dict[int, int]) -> None:
