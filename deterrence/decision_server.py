@@ -191,19 +191,17 @@ class _Connection(asyncio.Protocol):
 
     async def run_app(self, scope: Scope, body: bytes, keep_alive: bool) -> None:
         cycle = _Cycle(self, scope["method"] == "HEAD", keep_alive, body)
+        raised = False
         try:
             await self.server.app(scope, cycle.receive, cycle.send)
         except Exception as exc:  # the server must outlive any request
             # The type only: a message may quote the request, and so the search.
             logger.error("decision service: %s while answering a request", type(exc).__name__)
+            raised = True
+        if raised or not cycle.complete:  # no answer, or not all of it: hang up
             if not cycle.started:
                 self.write_plain(500, b"Internal server error", keep_alive=False)
             keep_alive = False
-        else:
-            if not cycle.complete:  # the app ended without finishing its answer
-                if not cycle.started:
-                    self.write_plain(500, b"Internal server error", keep_alive=False)
-                keep_alive = False
         self.busy = False
         self.finished(keep_alive)
 
