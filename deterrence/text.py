@@ -26,6 +26,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache, reduce
 from operator import or_
+from typing import NamedTuple
 
 
 class Transform:
@@ -200,9 +201,8 @@ def _read_char(ch: str) -> tuple[_Char, ...]:
     return tuple(out)
 
 
-@dataclass(slots=True)
-class Token:
-    """One canonical word of a query or term."""
+class Token(NamedTuple):
+    """One canonical word of a query or term (immutable, so tokens can be shared)."""
 
     text: str
     flags: int
@@ -223,13 +223,16 @@ class _RawWord:
 
 
 _REPEATED_LETTER = re.compile(r"([^\W\d_])\1+")
+_DOUBLED = re.compile(r"(.)\1", re.DOTALL)
+"""Any character twice in a row: a search for it is cheaper than for a
+repeated letter, and rules that out for most words."""
 
 
 def _collapse(text: str, offsets: tuple[int, ...] = ()) -> tuple[str, tuple[int, ...]]:
     """Step 8: runs of a repeated letter become one; ``offsets`` (positions in
     ``text``) are moved to the matching positions in the result."""
     if not offsets:
-        if _REPEATED_LETTER.search(text) is None:
+        if _DOUBLED.search(text) is None or _REPEATED_LETTER.search(text) is None:
             return text, ()  # the usual case, and a search is cheaper than a sub
         return _REPEATED_LETTER.sub(r"\1", text), ()
     out: list[str] = []
@@ -426,7 +429,7 @@ def _plain_tokens(query: str) -> list[Token] | None:
         return None
     lowered = stripped.lower()
     case = Transform.CASE if lowered != stripped else 0
-    if _REPEATED_LETTER.search(lowered) is None:  # the usual case: nothing to collapse
+    if _DOUBLED.search(lowered) is None:  # the usual case: nothing to collapse
         if not case:
             return [Token(word, 0) for word in lowered.split()]
         return [
@@ -446,10 +449,12 @@ def _plain_tokens(query: str) -> list[Token] | None:
 
 
 @lru_cache(maxsize=16384)
-def _letter_reading(ch: str) -> tuple[str, int, bool, bool] | None:
+def _letter_reading(ch: str) -> tuple[str, int, bool, str | None, bool] | None:
     """For a character that reads as letters only: its reading, its flags,
-    whether its script goes without spaces, and whether it has a look-alike.
-    None for anything else (marks, digits, symbols, spaces, punctuation)."""
+    whether its script goes without spaces, the Latin letter it stands for when
+    it is a Greek, Cyrillic or Armenian look-alike, and whether it reads as
+    Latin letters. None for anything else (marks, digits, symbols, spaces,
+    punctuation)."""
     chars = _read_char(ch)
     if not chars or any(c.kind != LETTER for c in chars):
         return None
@@ -459,38 +464,59 @@ def _letter_reading(ch: str) -> tuple[str, int, bool, bool] | None:
     flags = 0
     for c in chars:
         flags |= c.flags
-    lookalike = any(c.lookalike is not None for c in chars)
-    return "".join([c.char for c in chars]), flags, no_space.pop(), lookalike
+    only = chars[0]
+    stands_for = only.lookalike if len(chars) == 1 and only.script in _LOOKALIKE_SCRIPTS else None
+    latin = any(c.script == "LATIN" for c in chars)
+    return "".join([c.char for c in chars]), flags, no_space.pop(), stands_for, latin
+
+
+def _letter_word(word: str) -> Token | None:
+    """_readings of a word of letters only, from its characters' cached
+    readings: the same steps 4 and 8, without the general path's objects."""
+    readings = list(map(_letter_reading, word))
+    if not readings or None in readings:
+        return None  # two spaces in a row, or not only letters
+    texts, flag_sets, no_space, stands_for, latin = zip(*readings, strict=True)
+    if len(set(no_space)) > 1:
+        return None
+    flags = reduce(or_, flag_sets)
+    reading = "".join(texts)
+    alternative: str | None = None
+    if any(stands_for):
+        if any(latin):
+            # Step 4: look-alikes inside a word with Latin letters read as Latin.
+            reading = "".join([m or t for t, m in zip(texts, stands_for, strict=True)])
+            flags |= Transform.LOOKALIKE
+        elif all(stands_for):
+            # A word wholly of look-alikes is also read as the Latin word it imitates.
+            alternative = "".join(stands_for)
+    text, _ = _collapse(reading)
+    token = Token(text, flags | (Transform.REPEATS if len(text) < len(reading) else 0))
+    if alternative is not None:
+        other, _ = _collapse(alternative)
+        if other != text:
+            other_flags = flags | Transform.LOOKALIKE
+            if len(other) < len(alternative):
+                other_flags |= Transform.REPEATS
+            token = token._replace(alternatives=((other, other_flags),))
+    return token if len(token.text) >= 2 else None  # else step 7 may join it
 
 
 def _letter_tokens(query: str) -> list[Token] | None:
     """Fast path for the next most common query: words of letters in any script
-    (with case, diacritics or compatibility forms), one space apart, each reading
-    as 2+ letters and none switching between scripts with and without spaces.
-    Nothing can join, merge or split such words, so each is read on its own,
-    without the general path's separator and spaced-letter passes."""
+    (with case, diacritics, compatibility forms or look-alikes), one space
+    apart, each reading as 2+ letters and none switching between scripts with
+    and without spaces. Nothing can join, merge or split such words, so each is
+    read on its own, without the general path's separator and spaced-letter
+    passes."""
     stripped = query.strip(" ")
     if not stripped:
         return None
     tokens: list[Token] = []
     for word in stripped.split(" "):
-        readings = list(map(_letter_reading, word))
-        if not readings or None in readings:
-            return None  # two spaces in a row, or not only letters
-        texts, flag_sets, no_space, lookalikes = zip(*readings, strict=True)
-        if len(set(no_space)) > 1:
+        token = _letter_word(word)
+        if token is None:
             return None
-        flags = reduce(or_, flag_sets)
-        token: Token | None
-        if not any(lookalikes):  # then no other reading: _readings would do just this
-            reading = "".join(texts)
-            text, _ = _collapse(reading)
-            token = Token(text, flags | (Transform.REPEATS if len(text) < len(reading) else 0))
-        else:
-            chars = [c for ch in word for c in _read_char(ch)]
-            token = _readings(_RawWord(chars, flags))
-        if token is None or len(token.text) < 2:
-            return None  # a word that step 7 may join with its neighbours
         tokens.append(token)
     return tokens
 
@@ -518,7 +544,7 @@ def _tokenize(query: str) -> list[Token]:
             weak_before = False
             continue
         if tokens and len(sep) == 1 and not sep.isspace() and weak_before and _has_letter(token):
-            token.join = Transform.SEPARATOR
+            token = token._replace(join=Transform.SEPARATOR)
         tokens.append(token)
         weak_before = _has_letter(token)
     return tokens
@@ -528,8 +554,7 @@ def _has_letter(token: Token) -> bool:
     return any(c.isalpha() for c in token.text)
 
 
-@dataclass(frozen=True, slots=True)
-class CanonicalText:
+class CanonicalText(NamedTuple):
     """A query as the matcher sees it: tokens joined into one string.
 
     Tokens joined weakly are written together (``zor-blax`` → ``zorblax``);
