@@ -22,11 +22,14 @@ enough to stay selective at 100,000 terms:
 
 A transposition across a boundary touches the two parts beside it, so the
 index also holds the parts that the word with the letters at a boundary
-swapped keeps intact (see term_keys). Each scheme, and each group of parts of
-each term length, has a table of its own, so posting lists stay short and a
-probe needs no key prefix; a posting list holds the words themselves (one word
-is stored bare). A query word's candidates from all its probes are verified by
-rapidfuzz in one call per allowance, in C. A part is probed only at the offsets
+swapped keeps intact (see term_keys). The deletions, and each group of parts,
+have a table of their own, so posting lists stay short and a probe needs no key
+prefix. A group's table serves every term length: where several term lengths
+put a part at the same place in the query word, it is looked up once (a quarter
+of the probes of a 9-letter word, half of those of a 14-letter one). A posting
+list holds the words themselves (one word is stored bare). A query word's
+candidates from all its probes are verified by rapidfuzz in one call per
+allowance, in C. A part is probed only at the offsets
 that the length difference and the edit allowance let it reach (group_shifts).
 """
 
@@ -48,10 +51,10 @@ Group = tuple[int, ...]
 THIRDS: tuple[Group, ...] = ((0,), (1,), (2,))
 PAIRS: tuple[Group, ...] = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
-Table = tuple[int, Group]
-"""Which posting table a key belongs to: (0, ()) for deletions, (term length,
-group of parts) for words of two edits."""
-DELETIONS: Table = (0, ())
+Table = Group
+"""Which posting table a key belongs to: () for deletions, else the group of
+parts it joins."""
+DELETIONS: Table = ()
 Key = str | tuple[str, str]
 """A deletion or a third, or the two quarters of a pair (a tuple, so that a
 probe cuts its key with one C call; the index shares their strings)."""
@@ -124,7 +127,7 @@ def term_keys(word: str) -> set[tuple[Table, Key]]:
         return keys
     bounds = part_bounds(length)
     last = len(bounds) - 2
-    keys = {((length, group), _key(word, bounds, group)) for group in groups(length)}
+    keys = {(group, _key(word, bounds, group)) for group in groups(length)}
     # A transposition at a boundary touches both parts beside it. With one more
     # edit, the swapped word keeps intact a third beside the swap (thirds), or
     # the two quarters beside it, unless two quarters away from it are intact
@@ -138,7 +141,7 @@ def term_keys(word: str) -> set[tuple[Table, Key]]:
             beside = ((boundary - 1, boundary),)
             if boundary in (1, last):
                 beside += ((0, last),)
-        keys.update(((length, group), _key(swapped, bounds, group)) for group in beside)
+        keys.update((group, _key(swapped, bounds, group)) for group in beside)
     return keys
 
 
@@ -176,8 +179,8 @@ class FuzzyIndex:
                 if isinstance(key, tuple):
                     key = (parts.setdefault(key[0], key[0]), parts.setdefault(key[1], key[1]))
                 postings[table][key].append(word)
-        # One small table per scheme and part: a lookup needs no key prefix,
-        # and stays in a table of its own size.
+        # One table for the deletions and one per group of parts: a lookup
+        # needs no key prefix.
         self._tables: dict[Table, dict[Key, Posting]] = {
             table: {key: _posting(found) for key, found in keys.items()}
             for table, keys in postings.items()
@@ -207,7 +210,7 @@ class FuzzyIndex:
                 continue
             bounds = part_bounds(term_length)
             for group in groups(term_length):
-                table = self._tables.get((term_length, group))
+                table = self._tables.get(group)
                 if table is None:
                     continue
                 for shifts in group_shifts(group, len(bounds) - 1, edits, difference):
