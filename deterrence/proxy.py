@@ -28,13 +28,13 @@ slow a 504 page (never a traceback), each counted through the optional recorder 
 after the response has started can only be signalled by cutting the connection short,
 so the client sees an incomplete response rather than a truncated one that looks whole.
 
-The HTTP client is aiohttp: on loopback it forwarded 3-4x more small requests per
-second than httpx2 and streamed large bodies about twice as fast (see docs/proxy.md).
+The HTTP client is the proxy's own (``deterrence.upstream``): one origin and requests
+already parsed need little of a general client, whose per-request work was half of the
+proxy's CPU (docs/proxy.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import re
@@ -42,14 +42,12 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
 
-import aiohttp
-from multidict import CIMultiDict
 from starlette.responses import HTMLResponse
 from starlette.types import Message, Receive, Scope, Send
-from yarl import URL
 
 from deterrence.middleware import decision_of
 from deterrence.pages import PLAIN_HEADERS
+from deterrence.upstream import UpstreamError, UpstreamPool
 
 if TYPE_CHECKING:
     from deterrence.settings import Settings
@@ -78,6 +76,7 @@ _REPLACED_REQUEST_HEADERS = frozenset({"host", "expect", "deterrence-action"})
 _DROPPED_REQUEST_HEADERS = HOP_BY_HOP_HEADERS | _REPLACED_REQUEST_HEADERS
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP_HEADERS)
 _FORWARDED_PREFIX = "x-forwarded-"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _NOT_URL_SAFE = re.compile(rb"[^\x21-\x7e]")
 
 # The error pages follow the warning page's rules (DESIGN §6): PLAIN_HEADERS.
@@ -133,45 +132,6 @@ class TrustedProxies:
         return any(address in network for network in self._networks)
 
 
-class _WriteStallTimer:
-    """A write timeout for the request body, which aiohttp does not have.
-
-    aiohttp starts its read timeout only once the body is sent, so an upstream that
-    neither reads the body nor answers would hang the request forever. The body
-    generator arms this timer just before it hands a chunk to aiohttp and disarms it
-    when aiohttp asks for the next one; time spent waiting for the client does not
-    count. When it fires, the task waiting for the upstream's answer is cancelled.
-    """
-
-    def __init__(self, timeout: float | None) -> None:
-        self._timeout = timeout
-        self._task = asyncio.current_task()
-        self._loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = None
-        self._active = True
-        self.fired = False
-        self.client_gone = False  # set by the body generator: nobody is left to answer
-
-    def arm(self) -> None:
-        if self._active and self._timeout and self._task is not None:
-            self._handle = self._loop.call_later(self._timeout, self._fire)
-
-    def disarm(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def close(self) -> None:
-        self._active = False
-        self.disarm()
-
-    def _fire(self) -> None:
-        self._handle = None
-        if self._active and self._task is not None:
-            self.fired = True
-            self._task.cancel()
-
-
 class _ClientGone(Exception):
     """The client disconnected while its request body was being forwarded."""
 
@@ -198,24 +158,20 @@ class ProxyApp:
         if parts.query or parts.fragment:
             raise ValueError(f"upstream must not have a query or fragment: {upstream!r}")
         self.upstream = upstream
+        self._address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        self._tls = parts.scheme == "https"
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._base_path = parts.path.rstrip("/")
         self._upstream_host = parts.netloc.rpartition("@")[2]
         self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.preserve_host = preserve_host
-        self.timeout = aiohttp.ClientTimeout(
-            total=None,
-            # aiohttp's "connect" covers waiting for a pooled connection plus opening it.
-            connect=None
-            if connect_timeout is None or pool_timeout is None
-            else connect_timeout + pool_timeout,
-            sock_connect=connect_timeout,
-            sock_read=read_timeout,
-        )
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self.write_timeout = write_timeout
+        self.pool_timeout = pool_timeout
         self.max_connections = max_connections
         self.recorder = recorder
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: UpstreamPool | None = None
 
     @classmethod
     def from_settings(
@@ -245,27 +201,27 @@ class ProxyApp:
     async def startup(self) -> None:
         """Open the connection pool (also done lazily by the first request, for
         servers that do not send lifespan events)."""
-        self._get_session()
+        self._get_pool()
 
     async def shutdown(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0),
-                cookie_jar=aiohttp.DummyCookieJar(),  # never share cookies between clients
-                auto_decompress=False,  # forward Content-Encoding untouched
-                timeout=self.timeout,
-                # Send exactly the client's headers; aiohttp would add its own.
-                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-                trust_env=False,
-                max_line_size=16 * 1024,
-                max_field_size=64 * 1024,
+    def _get_pool(self) -> UpstreamPool:
+        if self._pool is None or self._pool.closed:
+            host, port = self._address
+            self._pool = UpstreamPool(
+                host,
+                port,
+                tls=self._tls,
+                max_connections=self.max_connections,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                write_timeout=self.write_timeout,
+                pool_timeout=self.pool_timeout,
             )
-        return self._session
+        return self._pool
 
     # --- ASGI --------------------------------------------------------------------
 
@@ -290,77 +246,74 @@ class ProxyApp:
                 return
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
-        session = self._get_session()
+        pool = self._get_pool()
         headers, has_body = self._request_headers(scope)
-        stall = _WriteStallTimer(self.write_timeout)
-        body = _request_body(receive, stall) if has_body else None
+        chunked = has_body and not any(name == "content-length" for name, _ in headers)
+        if chunked:
+            headers.append(("transfer-encoding", "chunked"))
+        method: str = scope["method"]
+        head = b"".join(
+            [
+                f"{method} {self._target(scope)} HTTP/1.1\r\n".encode("latin-1"),
+                *[f"{name}: {value}\r\n".encode("latin-1") for name, value in headers],
+                b"\r\n",
+            ]
+        )
         try:
-            response = await session.request(
-                scope["method"],
-                self._upstream_url(scope),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                compress=None,
+            response = await pool.request(
+                head,
+                _request_body(receive) if has_body else None,
+                chunked=chunked,
+                head_only=method == "HEAD",
+                idempotent=method in _IDEMPOTENT,
             )
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not stall.fired or task is None or task.uncancel() > 0:
-                raise
-            await self._fail(scope, receive, send, "upstream_timeout", 504)
+        except _ClientGone:
+            return  # nobody is left to answer
+        except UpstreamError as exc:  # every failure becomes a page, never a traceback
+            await self._fail(scope, receive, send, exc.kind)
             return
-        except Exception as exc:  # every failure becomes a page, never a traceback
-            if stall.client_gone:
-                return  # nobody is left to answer
-            kind, status = _classify(exc)
-            await self._fail(scope, receive, send, kind, status)
-            return
-        finally:
-            stall.close()
 
         try:
             await send(
                 {
                     "type": "http.response.start",
                     "status": response.status,
-                    "headers": self._response_headers(response.raw_headers),
+                    "headers": self._response_headers(response.headers),
                 }
             )
-            content = response.content
-            async for chunk in content.iter_any():
-                # A body that has all arrived (most answers: one read) ends with its
-                # last chunk rather than with one more, empty message.
-                more = not content.at_eof()
+            async for chunk, more in response.body():
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
-                if not more:
-                    break
-            else:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except UpstreamError as exc:
             # The upstream failed mid-body: end without completing the response, so the
             # server cuts the connection and the client knows the body is incomplete.
             response.close()
-            kind, _ = _classify(exc)
-            self._record(kind)
-            logger.warning("upstream failed during the response body (%s)", kind)
+            self._record(exc.kind)
+            logger.warning("upstream failed during the response body (%s)", exc.kind)
             return
         except OSError:
             response.close()  # the client went away
             return
+        except BaseException:
+            response.close()  # cancelled: a connection is not reused half-way
+            raise
         response.release()
 
     # --- helpers -----------------------------------------------------------------
 
-    def _upstream_url(self, scope: Scope) -> URL:
+    def _target(self, scope: Scope) -> str:
+        """The request target for the upstream: its base path, then the path and
+        query as the client sent them (made URL-safe)."""
         raw_path: bytes | None = scope.get("raw_path")
         path = _safe_ascii(raw_path) if raw_path else quote(scope["path"], safe="/%;@!$&'()*+,=:~")
-        url = self._origin + self._base_path + path
+        target = self._base_path + path
         query: bytes = scope.get("query_string", b"")
         if query:
-            url += "?" + _safe_ascii(query)
-        return URL(url, encoded=True)
+            target += "?" + _safe_ascii(query)
+        return target
 
-    def _request_headers(self, scope: Scope) -> tuple[CIMultiDict[str], bool]:
+    def _request_headers(self, scope: Scope) -> tuple[list[tuple[str, str]], bool]:
+        """The headers for the upstream (lower-case names, Host first), and whether
+        the request has a body."""
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
         client_host: str | None = client[0] if client else None
@@ -368,8 +321,7 @@ class ProxyApp:
         tokens = _connection_tokens(raw)
         dropped = _DROPPED_REQUEST_HEADERS | tokens if tokens else _DROPPED_REQUEST_HEADERS
 
-        headers: CIMultiDict[str] = CIMultiDict()
-        headers["Host"] = self._upstream_host
+        passed: list[tuple[str, str]] = []
         incoming_for: list[str] = []
         incoming_proto = incoming_host = None
         public_host = None
@@ -397,21 +349,21 @@ class ProxyApp:
                 if name == "x-forwarded-host":
                     incoming_host = text
                     continue
-            headers.add(name, text)
+            passed.append((name, text))
 
-        if self.preserve_host and public_host:
-            headers["Host"] = public_host
+        host = public_host if self.preserve_host and public_host else self._upstream_host
+        headers = [("host", host), *passed]
         if client_host is not None:
-            headers["X-Forwarded-For"] = ", ".join([*incoming_for, client_host])
+            headers.append(("x-forwarded-for", ", ".join([*incoming_for, client_host])))
         elif incoming_for:
-            headers["X-Forwarded-For"] = ", ".join(incoming_for)
-        headers["X-Forwarded-Proto"] = incoming_proto or scope.get("scheme", "http")
+            headers.append(("x-forwarded-for", ", ".join(incoming_for)))
+        headers.append(("x-forwarded-proto", incoming_proto or scope.get("scheme", "http")))
         forwarded_host = incoming_host or public_host
         if forwarded_host:
-            headers["X-Forwarded-Host"] = forwarded_host
+            headers.append(("x-forwarded-host", forwarded_host))
         decision = decision_of(scope)
         if decision is not None and decision.action == "warn":
-            headers["Deterrence-Action"] = "warn"  # the site may show a banner
+            headers.append(("deterrence-action", "warn"))  # the site may show a banner
         return headers, has_body
 
     def _response_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -444,27 +396,21 @@ class ProxyApp:
             except Exception:  # counting must never break a response
                 logger.exception("could not count error %s", kind)
 
-    async def _fail(
-        self, scope: Scope, receive: Receive, send: Send, kind: str, status: int
-    ) -> None:
+    async def _fail(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
+        status = 504 if kind == "upstream_timeout" else 502
         self._record(kind)
         logger.warning("upstream %s: answered %d", kind, status)
         await _error_page(status)(scope, receive, send)
 
 
-async def _request_body(receive: Receive, stall: _WriteStallTimer) -> AsyncIterator[bytes]:
+async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            stall.client_gone = True
             raise _ClientGone
         chunk: bytes = message.get("body", b"")
         if chunk:
-            stall.arm()
-            try:
-                yield chunk
-            finally:
-                stall.disarm()
+            yield chunk
         if not message.get("more_body", False):
             return
 
@@ -485,14 +431,6 @@ def _safe_ascii(raw: bytes) -> str:
     if _NOT_URL_SAFE.search(raw) is None:
         return raw.decode("ascii")
     return quote(raw, safe="/?#[]@!$&'()*+,;=:%~")
-
-
-def _classify(exc: BaseException) -> tuple[str, int]:
-    if isinstance(exc, TimeoutError):  # includes aiohttp's connect and read timeouts
-        return "upstream_timeout", 504
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "upstream_connect", 502
-    return "upstream_reset", 502
 
 
 def _error_page(status: int) -> HTMLResponse:
