@@ -61,15 +61,15 @@ class _Connection(asyncio.Protocol):
         self.spoiled = False  # a request body was cut short: never reuse
         self._writable: asyncio.Future[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
-        self._begin(head_only=False)
+        self.start(head_only=False)
 
     # -- one exchange ----------------------------------------------------------
 
-    def _begin(self, *, head_only: bool) -> None:
+    def start(self, *, head_only: bool) -> None:
+        """Get ready for a new exchange (a HEAD request's answer has no body)."""
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = head_only
         self._informational = False
-        self._name = b""
         self.status = 0
         self.headers: Headers = []
         self.head_done = False
@@ -80,10 +80,6 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._reading_paused = False
         self.failure: UpstreamError | None = None
-
-    def start(self, *, head_only: bool) -> None:
-        """Get ready for a new exchange (a HEAD request's answer has no body)."""
-        self._begin(head_only=head_only)
 
     async def write(self, data: bytes, timeout: float | None) -> None:
         """Send ``data``; wait (at most ``timeout``) while the upstream is not
