@@ -13,14 +13,15 @@ latency, the ratios of the proxy targets as the median of the rounds' own ratios
 process spends per request (a figure that
 other load on the machine disturbs far less than throughput), and the resident
 memory of the proxy and the decision service before, half-way through and after a
-soak of ``--soak`` seconds each.
+soak of ``--soak`` seconds each, which follows ``--warm-up`` seconds of the same load
+(reported apart: allocators grow over a server's first requests, then stay flat).
 
 The site answers from memory in about 0.1-0.2 ms of CPU, far cheaper than a real
 search backend, so the ratios are a worst case. ``--site-delay-ms`` makes each
 search wait that long first, like a site waiting on its search index.
 
     python -m bench.proxy [--seconds 6] [--rounds 5] [--connections 32] [--soak 60]
-                          [--site-delay-ms 0]
+                          [--warm-up 60] [--site-delay-ms 0]
 """
 
 from __future__ import annotations
@@ -248,7 +249,12 @@ class Bench:
 
 
 def measure(
-    seconds: int, rounds: int, connections: int, soak: int, site_delay_ms: float = 0
+    seconds: int,
+    rounds: int,
+    connections: int,
+    soak: int,
+    site_delay_ms: float = 0,
+    warm_up: int = 60,
 ) -> dict[str, object]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench.proxy needs wrk (apt-get install wrk)")
@@ -273,11 +279,19 @@ def measure(
                         f"  CPU us/request: {costs}"
                     )
             if soak:
-                # In two halves: a server's first few hundred thousand requests warm its
-                # allocator up (the decision service: +2 MB, then flat), so growth that
-                # goes on shows as growth in the second half.
+                # A server's first few hundred thousand requests warm its allocator up
+                # (the decision service: +2-3 MB over ~300,000 decisions, then flat for
+                # minutes), so each soak follows a warm-up of its own, reported apart;
+                # the soak runs in two halves, so that growth that goes on shows twice.
                 for name, target in (("proxy", "proxy"), ("authz", "nginx+authz")):
+                    cold = rss_mb(pids[name])
+                    if warm_up:
+                        bench.load(target, warm_up, pids)
                     before = rss_mb(pids[name])
+                    print(
+                        f"warm-up {warm_up} s via {target}: {name} RSS {cold:.1f}"
+                        f" -> {before:.1f} MB"
+                    )
                     bench.load(target, soak // 2, pids)
                     middle = rss_mb(pids[name])
                     bench.load(target, soak - soak // 2, pids)
@@ -327,12 +341,17 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--soak", type=int, default=60, help="seconds per soak; 0 skips it")
     parser.add_argument(
+        "--warm-up", type=int, default=60, help="seconds of load before each soak's first reading"
+    )
+    parser.add_argument(
         "--site-delay-ms", type=float, default=0, help="simulated search backend latency"
     )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"site delay {args.site_delay_ms} ms, {args.connections} connections")
-    measure(args.seconds, args.rounds, args.connections, args.soak, args.site_delay_ms)
+    measure(
+        args.seconds, args.rounds, args.connections, args.soak, args.site_delay_ms, args.warm_up
+    )
 
 
 if __name__ == "__main__":
