@@ -5,14 +5,18 @@ produce on demand (close-delimited bodies, interim answers, keep-alive races).""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from gateway_support import serve
+from starlette.types import Receive, Scope, Send
 
 from deterrence.proxy import ProxyApp
 
@@ -265,3 +269,36 @@ def test_a_malformed_answer_is_a_502_page() -> None:
     assert response.status_code == 502
     assert "Traceback" not in response.text
     assert recorder.errors == ["upstream_reset"]
+
+
+def test_an_https_upstream_is_verified_and_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS to the upstream, with the certificate checked against the trust store
+    (here a self-signed one the test trusts through SSL_CERT_FILE)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+    async def site(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"over tls"})
+
+    with serve(site, ssl_keyfile=str(key), ssl_certfile=str(cert)) as plain_url:
+        target = plain_url.replace("http://", "https://")
+        with proxy_to(target) as (url, recorder), client() as http:
+            # Not trusted yet: the certificate is refused, a 502 page.
+            assert http.get(f"{url}/page").status_code == 502
+            assert recorder.errors == ["upstream_connect"]
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        with proxy_to(target) as (url, recorder), client() as http:
+            response = http.get(f"{url}/page")
+    assert (response.status_code, response.content) == (200, b"over tls")
+    assert recorder.errors == []
