@@ -282,6 +282,7 @@ class MatcherHolder:
         if fetched:  # the cached copies changed under their own names
             self._seen = self._snapshot()
             files = _Files.now(self._seen)
+        matcher.warm_up(pieces.hand_over)  # its first searches would pay for cold caches
         retired = self.matcher
         self.matcher, self._in_service = matcher, files  # the swap
         lists = matcher.lists

@@ -37,6 +37,7 @@ from starlette.routing import Route
 
 from deterrence import DeterrenceMiddleware, Settings, pieces, remote_lists
 from deterrence.lists import ListError
+from deterrence.matcher import Matcher
 from deterrence.reload import MatcherHolder
 
 TOKEN = "reload-test-token"
@@ -212,6 +213,30 @@ def test_a_retired_matcher_is_emptied_only_once_nothing_holds_it(
     assert holder.reload_blocking("test").result == "ok"
     assert len(released) == 1 and released[0]() is None  # emptied, then gone
     assert holder.matcher.match("quintaflor") and holder.matcher.match(words[0])
+
+
+def test_a_reloaded_matcher_is_warmed_up_before_it_takes_traffic(
+    lists_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Matcher.warm_up runs on the new matcher before the swap, pausing between
+    queries so that requests go on; the answers it leaves behind are right."""
+    holder = MatcherHolder(Settings(lists=[lists_dir], data_dir=tmp_path))
+    pauses: list[int] = []
+    seen_by_warm_up: list[object] = []
+    warm_up = Matcher.warm_up
+
+    def watched(matcher: Matcher, pause: Callable[[], None]) -> None:
+        seen_by_warm_up.append(matcher)
+        assert holder.matcher is not matcher  # not yet in service
+        warm_up(matcher, lambda: (pauses.append(1), pause())[1])
+
+    monkeypatch.setattr(Matcher, "warm_up", watched)
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    assert holder.reload_blocking("test").result == "ok"
+    assert seen_by_warm_up == [holder.matcher]
+    assert len(pauses) >= 9  # one per fixed query at least
+    assert len(holder.matcher._word_memo) > 0  # its tables have been used
+    assert holder.matcher.match("mirvelwort") and not holder.matcher.match("search for books")
 
 
 # --- requests keep flowing while a big list builds -------------------------------------
