@@ -39,6 +39,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -158,18 +159,23 @@ class ProxyApp:
         if parts.query or parts.fragment:
             raise ValueError(f"upstream must not have a query or fragment: {upstream!r}")
         self.upstream = upstream
-        self._address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-        self._tls = parts.scheme == "https"
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._base_path = parts.path.rstrip("/")
         self._upstream_host = parts.netloc.rpartition("@")[2]
         self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.preserve_host = preserve_host
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.write_timeout = write_timeout
-        self.pool_timeout = pool_timeout
-        self.max_connections = max_connections
+        # A closed pool (after shutdown) is replaced by a new one of the same kind.
+        self._new_pool = partial(
+            UpstreamPool,
+            parts.hostname,
+            parts.port or (443 if parts.scheme == "https" else 80),
+            tls=parts.scheme == "https",
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+            pool_timeout=pool_timeout,
+        )
         self.recorder = recorder
         self._pool: UpstreamPool | None = None
 
@@ -210,17 +216,7 @@ class ProxyApp:
 
     def _get_pool(self) -> UpstreamPool:
         if self._pool is None or self._pool.closed:
-            host, port = self._address
-            self._pool = UpstreamPool(
-                host,
-                port,
-                tls=self._tls,
-                max_connections=self.max_connections,
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                write_timeout=self.write_timeout,
-                pool_timeout=self.pool_timeout,
-            )
+            self._pool = self._new_pool()
         return self._pool
 
     # --- ASGI --------------------------------------------------------------------

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +228,19 @@ def raw_get(base: str, target: str) -> tuple[int, str]:
         connection.close()
 
 
+def accept_each(
+    listener: socket.socket, stop: threading.Event, handle: Callable[[socket.socket], None]
+) -> None:
+    """Hand every connection ``listener`` accepts to ``handle`` until ``stop``
+    (the listener needs a timeout, so that the loop sees ``stop``)."""
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        handle(conn)
+
+
 @contextmanager
 def raw_upstream(behaviour: str) -> Iterator[str]:
     """A one-connection-at-a-time TCP server that misbehaves on purpose:
@@ -244,25 +257,20 @@ def raw_upstream(behaviour: str) -> Iterator[str]:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
 
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            if behaviour == "never-read":
-                held.append(conn)
-                continue
-            conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            if behaviour == "reset-mid-body":
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"y" * 1000)
-                time.sleep(0.3)
-            reset(conn)
+    def misbehave(conn: socket.socket) -> None:
+        if behaviour == "never-read":
+            held.append(conn)
+            return
+        conn.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        if behaviour == "reset-mid-body":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"y" * 1000)
+            time.sleep(0.3)
+        reset(conn)
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=accept_each, args=(listener, stop, misbehave), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from gateway_support import serve
+from gateway_support import accept_each, serve
 from starlette.types import Receive, Scope, Send
 
 from deterrence.proxy import ProxyApp
@@ -66,16 +66,11 @@ def scripted_upstream(handler: Handler) -> Iterator[tuple[str, list[bytes]]]:
         except OSError:
             return
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            connections.append(conn)
-            threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
+    def start(conn: socket.socket) -> None:
+        connections.append(conn)
+        threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
 
-    thread = threading.Thread(target=accept, daemon=True)
+    thread = threading.Thread(target=accept_each, args=(listener, stop, start), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}", heads
@@ -98,6 +93,20 @@ def client() -> httpx2.Client:
     return httpx2.Client(trust_env=False, timeout=30)
 
 
+@contextmanager
+def through_proxy(
+    answer: Handler, **options: Any
+) -> Iterator[tuple[httpx2.Client, str, Recorder, list[bytes]]]:
+    """A client, the proxy's URL and error recorder, and the request heads that
+    reached a scripted upstream behind it."""
+    with (
+        scripted_upstream(answer) as (target, heads),
+        proxy_to(target, **options) as (url, recorder),
+        client() as http,
+    ):
+        yield http, url, recorder, heads
+
+
 def test_a_body_that_ends_with_the_connection_arrives_whole() -> None:
     body = b"until the end " * 5000
 
@@ -105,11 +114,7 @@ def test_a_body_that_ends_with_the_connection_arrives_whole() -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body)
         conn.close()
 
-    with (
-        scripted_upstream(answer) as (target, _),
-        proxy_to(target) as (url, recorder),
-        client() as http,
-    ):
+    with through_proxy(answer) as (http, url, recorder, _):
         response = http.get(f"{url}/old-server")
         assert response.status_code == 200
         assert response.content == body
@@ -124,11 +129,7 @@ def test_a_head_answer_has_no_body_and_the_next_request_is_answered() -> None:
         else:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello, world")
 
-    with (
-        scripted_upstream(answer) as (target, heads),
-        proxy_to(target) as (url, _),
-        client() as http,
-    ):
+    with through_proxy(answer) as (http, url, _, heads):
         started = time.monotonic()
         response = http.head(f"{url}/page")
         assert response.status_code == 200
@@ -145,11 +146,7 @@ def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Final: yes\r\n\r\nfinal"
         )
 
-    with (
-        scripted_upstream(answer) as (target, _),
-        proxy_to(target) as (url, _),
-        client() as http,
-    ):
+    with through_proxy(answer) as (http, url, _, _):
         response = http.get(f"{url}/hints")
     assert response.status_code == 200
     assert response.headers["x-final"] == "yes"
@@ -172,11 +169,7 @@ def test_a_kept_connection_the_upstream_closes_as_it_is_reused_is_retried() -> N
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         return None
 
-    with (
-        scripted_upstream(answer) as (target, heads),
-        proxy_to(target) as (url, recorder),
-        client() as http,
-    ):
+    with through_proxy(answer) as (http, url, recorder, heads):
         for _ in range(3):
             response = http.get(f"{url}/kept")
             assert (response.status_code, response.content) == (200, b"ok")
@@ -194,11 +187,7 @@ def test_keep_alive_connections_are_reused() -> None:
             accepted.append(conn.fileno())
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    with (
-        scripted_upstream(answer) as (target, heads),
-        proxy_to(target) as (url, _),
-        client() as http,
-    ):
+    with through_proxy(answer) as (http, url, _, heads):
         for _ in range(5):
             assert http.get(f"{url}/again").content == b"ok"
     assert len(heads) == 5
@@ -242,11 +231,7 @@ def test_a_chunked_upload_is_sent_chunked_and_arrives_whole() -> None:
         for index in range(5):
             yield f"piece {index};".encode()
 
-    with (
-        scripted_upstream(answer) as (target, heads),
-        proxy_to(target) as (url, _),
-        client() as http,
-    ):
+    with through_proxy(answer) as (http, url, _, heads):
         response = http.post(f"{url}/upload", content=pieces())
     assert response.status_code == 201
     assert b"transfer-encoding: chunked" in heads[0].lower()
@@ -260,11 +245,7 @@ def test_a_malformed_answer_is_a_502_page() -> None:
     def answer(conn: socket.socket, head: bytes, rest: bytes) -> bytes | None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n")
 
-    with (
-        scripted_upstream(answer) as (target, _),
-        proxy_to(target) as (url, recorder),
-        client() as http,
-    ):
+    with through_proxy(answer) as (http, url, recorder, _):
         response = http.get(f"{url}/broken")
     assert response.status_code == 502
     assert "Traceback" not in response.text
