@@ -228,17 +228,35 @@ def raw_get(base: str, target: str) -> tuple[int, str]:
         connection.close()
 
 
-def accept_each(
-    listener: socket.socket, stop: threading.Event, handle: Callable[[socket.socket], None]
-) -> None:
-    """Hand every connection ``listener`` accepts to ``handle`` until ``stop``
-    (the listener needs a timeout, so that the loop sees ``stop``)."""
-    while not stop.is_set():
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            continue
-        handle(conn)
+@contextmanager
+def listening(handle: Callable[[socket.socket], None], held: list[socket.socket]) -> Iterator[str]:
+    """A TCP listener on loopback that hands each connection it accepts to
+    ``handle``, in turn, on one thread; yields its URL. The sockets in ``held``
+    are closed at the end."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)  # so that the loop sees stop
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            handle(conn)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
 
 
 @contextmanager
@@ -246,11 +264,6 @@ def raw_upstream(behaviour: str) -> Iterator[str]:
     """A one-connection-at-a-time TCP server that misbehaves on purpose:
     ``reset`` reads the request and resets the connection; ``reset-mid-body`` starts
     a response and resets half-way; ``never-read`` accepts and then does nothing."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    stop = threading.Event()
     held: list[socket.socket] = []
 
     def reset(conn: socket.socket) -> None:
@@ -270,13 +283,5 @@ def raw_upstream(behaviour: str) -> Iterator[str]:
             time.sleep(0.3)
         reset(conn)
 
-    thread = threading.Thread(target=accept_each, args=(listener, stop, misbehave), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        listener.close()
+    with listening(misbehave, held) as url:
+        yield url

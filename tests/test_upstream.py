@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from gateway_support import accept_each, serve
+from gateway_support import listening, serve
 from starlette.types import Receive, Scope, Send
 
 from deterrence.proxy import ProxyApp
@@ -36,13 +36,8 @@ class Recorder:
 @contextmanager
 def scripted_upstream(handler: Handler) -> Iterator[tuple[str, list[bytes]]]:
     """A TCP server answering each request with ``handler``; yields its URL and
-    the request heads it received, in order. A connection is served until the
-    client closes it or the handler does."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.2)
-    stop = threading.Event()
+    the request heads it received, in order. A connection is served (on a thread
+    of its own) until the client closes it or the handler does."""
     heads: list[bytes] = []
     connections: list[socket.socket] = []
 
@@ -50,7 +45,7 @@ def scripted_upstream(handler: Handler) -> Iterator[tuple[str, list[bytes]]]:
         conn.settimeout(10)
         data = b""
         try:
-            while not stop.is_set():
+            while True:
                 while b"\r\n\r\n" not in data:
                     more = conn.recv(65536)
                     if not more:
@@ -70,16 +65,8 @@ def scripted_upstream(handler: Handler) -> Iterator[tuple[str, list[bytes]]]:
         connections.append(conn)
         threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
 
-    thread = threading.Thread(target=accept_each, args=(listener, stop, start), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", heads
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for conn in connections:
-            conn.close()
-        listener.close()
+    with listening(start, connections) as url:
+        yield url, heads
 
 
 @contextmanager
