@@ -18,6 +18,7 @@ import pytest
 from gateway_support import listening, serve
 from starlette.types import Receive, Scope, Send
 
+from deterrence import upstream
 from deterrence.proxy import ProxyApp
 
 Handler = Callable[[socket.socket, bytes, bytes], bytes | None]
@@ -179,6 +180,26 @@ def test_keep_alive_connections_are_reused() -> None:
             assert http.get(f"{url}/again").content == b"ok"
     assert len(heads) == 5
     assert len(accepted) == 1
+
+
+def test_a_connection_idle_past_the_limit_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One kept longer than IDLE_LIMIT may be one the upstream is about to close."""
+    monkeypatch.setattr(upstream, "IDLE_LIMIT", 0.3)
+    accepted: set[int] = set()
+
+    def answer(conn: socket.socket, head: bytes, rest: bytes) -> bytes | None:
+        accepted.add(id(conn))
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return None
+
+    with through_proxy(answer) as (http, url, _, heads):
+        assert http.get(f"{url}/a").content == b"ok"
+        assert http.get(f"{url}/b").content == b"ok"  # at once: the same connection
+        assert len(accepted) == 1
+        time.sleep(0.6)
+        assert http.get(f"{url}/c").content == b"ok"  # idle too long: a new one
+    assert len(heads) == 3
+    assert len(accepted) == 2
 
 
 def test_waiting_for_a_free_connection_is_bounded_by_the_pool_timeout() -> None:
