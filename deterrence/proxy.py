@@ -243,18 +243,10 @@ class ProxyApp:
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         pool = self._get_pool()
-        headers, has_body = self._request_headers(scope)
-        chunked = has_body and not any(name == "content-length" for name, _ in headers)
-        if chunked:
-            headers.append(("transfer-encoding", "chunked"))
+        headers, has_body, chunked = self._request_headers(scope)
         method: str = scope["method"]
-        head = b"".join(
-            [
-                f"{method} {self._target(scope)} HTTP/1.1\r\n".encode("latin-1"),
-                *[f"{name}: {value}\r\n".encode("latin-1") for name, value in headers],
-                b"\r\n",
-            ]
-        )
+        lines = [f"{method} {self._target(scope)} HTTP/1.1", *[f"{n}: {v}" for n, v in headers]]
+        head = "\r\n".join([*lines, "", ""]).encode("latin-1")
         try:
             response = await pool.request(
                 head,
@@ -269,6 +261,7 @@ class ProxyApp:
             await self._fail(scope, receive, send, exc.kind)
             return
 
+        completed = False
         try:
             await send(
                 {
@@ -279,20 +272,19 @@ class ProxyApp:
             )
             async for chunk, more in response.body():
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            completed = True
         except UpstreamError as exc:
             # The upstream failed mid-body: end without completing the response, so the
             # server cuts the connection and the client knows the body is incomplete.
-            response.close()
             self._record(exc.kind)
             logger.warning("upstream failed during the response body (%s)", exc.kind)
-            return
         except OSError:
-            response.close()  # the client went away
-            return
-        except BaseException:
-            response.close()  # cancelled: a connection is not reused half-way
-            raise
-        response.release()
+            pass  # the client went away
+        finally:
+            if completed:
+                response.release()
+            else:
+                response.close()  # a connection is not reused half-way (or when cancelled)
 
     # --- helpers -----------------------------------------------------------------
 
@@ -307,9 +299,9 @@ class ProxyApp:
             target += "?" + _safe_ascii(query)
         return target
 
-    def _request_headers(self, scope: Scope) -> tuple[list[tuple[str, str]], bool]:
-        """The headers for the upstream (lower-case names, Host first), and whether
-        the request has a body."""
+    def _request_headers(self, scope: Scope) -> tuple[list[tuple[str, str]], bool, bool]:
+        """The headers for the upstream (lower-case names, Host first), whether
+        the request has a body, and whether it goes chunked (no Content-Length)."""
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
         client_host: str | None = client[0] if client else None
@@ -321,7 +313,7 @@ class ProxyApp:
         incoming_for: list[str] = []
         incoming_proto = incoming_host = None
         public_host = None
-        has_body = False
+        has_body = has_length = False
         for key, value in raw:
             name = key.decode("latin-1").lower()
             text = value.decode("latin-1")
@@ -346,6 +338,7 @@ class ProxyApp:
                     incoming_host = text
                     continue
             passed.append((name, text))
+            has_length = has_length or name == "content-length"  # forwarded, so it frames
 
         host = public_host if self.preserve_host and public_host else self._upstream_host
         headers = [("host", host), *passed]
@@ -360,7 +353,10 @@ class ProxyApp:
         decision = decision_of(scope)
         if decision is not None and decision.action == "warn":
             headers.append(("deterrence-action", "warn"))  # the site may show a banner
-        return headers, has_body
+        chunked = has_body and not has_length
+        if chunked:
+            headers.append(("transfer-encoding", "chunked"))
+        return headers, has_body, chunked
 
     def _response_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         raw = list(raw)

@@ -182,9 +182,7 @@ class _Connection(asyncio.Protocol):
         elif not self.complete:
             detail = f"connection lost ({type(exc).__name__})" if exc else "connection closed"
             self._fail(UpstreamError("upstream_reset", detail))
-        writable, self._writable = self._writable, None
-        if writable is not None and not writable.done():
-            writable.set_result(None)
+        self.resume_writing()  # a writer waiting for room learns of it
         self._wake()
 
     def pause_writing(self) -> None:
@@ -270,10 +268,9 @@ class UpstreamResponse:
 
     def close(self) -> None:
         """Drop the connection (an answer abandoned half-way)."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.reusable = False
-            self._pool._release(connection)
+        if self._connection is not None:
+            self._connection.reusable = False
+        self.release()
 
 
 class UpstreamPool:
