@@ -115,6 +115,11 @@ def _key(word: str, bounds: Sequence[int], group: Group) -> Key:
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
+def _deletions(word: str) -> list[str]:
+    """The word without each of its letters in turn."""
+    return [word[:i] + word[i + 1 :] for i in range(len(word))]
+
+
 def _swap(word: str, at: int) -> str:
     return word[: at - 1] + word[at] + word[at - 1] + word[at + 1 :]
 
@@ -122,9 +127,7 @@ def _swap(word: str, at: int) -> str:
 def term_keys(word: str) -> set[tuple[Table, Key]]:
     length = len(word)
     if length <= DELETION_MAX:
-        keys: set[tuple[Table, Key]] = {(DELETIONS, word)}
-        keys.update((DELETIONS, word[:i] + word[i + 1 :]) for i in range(length))
-        return keys
+        return {(DELETIONS, key) for key in (word, *_deletions(word))}
     bounds = part_bounds(length)
     last = len(bounds) - 2
     keys = {(group, _key(word, bounds, group)) for group in groups(length)}
@@ -233,7 +236,7 @@ class FuzzyIndex:
         far: list[str] = []  # from part keys: words of 9+ letters, two edits
         deletions = self._deletions
         if deletions is not None and length <= DELETION_MAX + 1:
-            for key in (text, *[text[:i] + text[i + 1 :] for i in range(length)]):
+            for key in (text, *_deletions(text)):
                 posting = deletions.get(key)
                 if posting is None:
                     continue

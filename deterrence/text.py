@@ -490,16 +490,20 @@ def _letter_word(word: str) -> Token | None:
         elif all(stands_for):
             # A word wholly of look-alikes is also read as the Latin word it imitates.
             alternative = "".join(stands_for)
-    text, _ = _collapse(reading)
-    token = Token(text, flags | (Transform.REPEATS if len(text) < len(reading) else 0))
+    text, text_flags = _collapsed(reading, flags)
+    if len(text) < 2:
+        return None  # step 7 may join it with its neighbours
     if alternative is not None:
-        other, _ = _collapse(alternative)
+        other, other_flags = _collapsed(alternative, flags | Transform.LOOKALIKE)
         if other != text:
-            other_flags = flags | Transform.LOOKALIKE
-            if len(other) < len(alternative):
-                other_flags |= Transform.REPEATS
-            token = token._replace(alternatives=((other, other_flags),))
-    return token if len(token.text) >= 2 else None  # else step 7 may join it
+            return Token(text, text_flags, ((other, other_flags),))
+    return Token(text, text_flags)
+
+
+def _collapsed(reading: str, flags: int) -> tuple[str, int]:
+    """Step 8 on one reading, with REPEATS added to its flags when it applied."""
+    text, _ = _collapse(reading)
+    return text, flags | (Transform.REPEATS if len(text) < len(reading) else 0)
 
 
 def _letter_tokens(query: str) -> list[Token] | None:
