@@ -209,15 +209,14 @@ def test_waiting_for_a_free_connection_is_bounded_by_the_pool_timeout() -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     options = {"max_connections": 1, "pool_timeout": 0.3}
-    with scripted_upstream(answer) as (target, _), proxy_to(target, **options) as (url, recorder):
+    with through_proxy(answer, **options) as (http, url, recorder, _):
         slow: list[int] = []
         thread = threading.Thread(
             target=lambda: slow.append(httpx2.get(f"{url}/slow", timeout=30).status_code)
         )
         thread.start()
         time.sleep(0.5)  # the one connection is busy with /slow
-        with client() as http:
-            waited = http.get(f"{url}/other")
+        waited = http.get(f"{url}/other")
         thread.join()
     assert waited.status_code == 504
     assert slow == [200]
