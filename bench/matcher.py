@@ -51,9 +51,17 @@ def _toml_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a TOML basic string
 
 
-def write_list(path: Path, terms: Sequence[Any]) -> None:
-    lines = ['id = "bench"', 'category = "bench"', "terms = ["]
+def write_list(
+    path: Path, terms: Sequence[Any], *, list_id: str = "bench", version: int | None = None
+) -> None:
+    """A list file of invented terms (``InventedTerm``s, or plain strings)."""
+    lines = [f'id = "{list_id}"', f'category = "{list_id}"', "terms = ["]
+    if version is not None:
+        lines.insert(2, f'version = "{version}"')
     for term in terms:
+        if isinstance(term, str):
+            lines.append(f"  {_toml_string(term)},")
+            continue
         options = []
         if not term.fuzzy:
             options.append("fuzzy = false")

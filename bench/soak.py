@@ -9,18 +9,27 @@ Two targets, one after the other, each for ``--seconds``:
    ``--reload-every`` seconds the list file is rewritten and
    ``POST /_deterrence/admin/reload`` is called.
 
-The load is wrk (``-c --connections``) over a mix of innocent searches and searches
-that match (one in five), or, without wrk, an asyncio client. Beside it a probe
-client sends ``--probe-rate`` requests a second over keep-alive connections and
-records each one's time, latency and answer — was an innocent search passed and a
-matching one blocked, and is the newest term blocked yet — so latency right after
-reloads can be told from latency elsewhere.
+The list is bench.matcher's workload at ``--terms`` (invented terms, Latin with some
+Cyrillic and CJK), with the demo lists beside it. The load is wrk (``-c
+--connections``) over that workload's ``--mix`` distinct queries — searches in six
+languages, one in seven matching a term plain or obfuscated — so that nearly every
+request is new to the matcher's memos, as in a site's long tail of searches. Each
+connection waits between requests so that the load is about ``--rate`` a second
+(``--rate 0``: back to back, saturating the machine); without wrk, an asyncio client
+sends the probe's queries. Beside it a probe client sends ``--probe-rate`` requests a
+second over keep-alive connections and records each one's time, latency and answer —
+was an innocent search passed and a matching one blocked, and is the newest term
+blocked yet — so latency right after reloads can be told from latency elsewhere.
+``/metrics`` is read every half second, so the matcher's own histogram can be split
+the same way.
 
 Reported per target: requests and errors (socket errors, non-2xx, wrong answers: all
 must be 0), reloads counted ok/error, the time from a rewrite until the new term is
-blocked, RSS of the server(s) at start and end, p50/p99 latency overall (wrk) and of
-the probe inside the ``--window`` seconds after each rewrite versus outside, and the
-matcher's p99 from ``deterrence_match_duration_seconds`` (a histogram bucket bound).
+blocked, RSS of the server(s) at start, after the first reload, half-way and at the
+end, p50/p99 latency overall (wrk) and of the probe inside the ``--window`` seconds
+after each rewrite versus outside, and the p99 of ``deterrence_match_duration_seconds``
+(a bucket bound, with the share within DESIGN §7's 250 µs) over the whole run, inside
+those windows and outside.
 
     python -m bench.soak [--seconds 60] [--reload-every 5] [--terms 5000]
                          [--connections 16] [--probe-rate 50] [--window 2]
@@ -41,12 +50,17 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
 
+from bench.matcher import make_workload
+from bench.matcher import write_list as bench_list
 from bench.middleware import QUERIES, free_port
 from bench.proxy import started
+from deterrence.metrics import MATCH_DURATION
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "soak-admin-token"
@@ -54,22 +68,14 @@ MATCHING = ["zorblax", "Z0RBL4X videos", "z o r b l a x", "quendrific mirvel"]
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
-def invented_terms(count: int, rng: random.Random) -> list[str]:
-    """Made-up words: four random syllables and a closing x, q or z."""
-    terms: set[str] = set()
-    while len(terms) < count:
-        terms.add("".join(rng.choice(SYLLABLES) for _ in range(4)) + rng.choice("xqz"))
-    return sorted(terms)
+def invented_term(rng: random.Random) -> str:
+    """A made-up word for a rewrite to add: four random syllables and a closing x, q or z."""
+    return "".join(rng.choice(SYLLABLES) for _ in range(4)) + rng.choice("xqz")
 
 
-def write_list(path: Path, terms: list[str], version: int) -> None:
-    quoted = ",\n  ".join(f'"{t}"' for t in terms)
-    text = (
-        f'id = "soak"\ncategory = "soak"\nversion = "{version}"\n'
-        f'source = "bench.soak (invented words)"\nterms = [\n  {quoted},\n]\n'
-    )
+def write_list(path: Path, terms: Sequence[Any], version: int) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
+    bench_list(temporary, terms, list_id="soak", version=version)
     temporary.replace(path)  # atomic, as a careful deploy does it
 
 
@@ -183,7 +189,8 @@ class Target:
     port: int
     pids: dict[str, int]
     list_file: Path
-    terms: list[str]
+    terms: list[Any]
+    """The list's terms (``InventedTerm``s); the rewrites add plain strings."""
     admin: bool
 
 
@@ -204,8 +211,11 @@ class Report:
     error_kinds: dict[str, float] = field(default_factory=dict)
     rss_start: dict[str, float] = field(default_factory=dict)
     rss_first_reload: dict[str, float] = field(default_factory=dict)
+    rss_half: dict[str, float] = field(default_factory=dict)
     rss_end: dict[str, float] = field(default_factory=dict)
     matcher_p99: str = "?"
+    matcher_scrapes: list[tuple[float, Buckets]] = field(default_factory=list)
+    """(when, the match-duration histogram then), every SCRAPE_EVERY seconds."""
 
 
 def rss_mb(pid: int) -> float:
@@ -215,19 +225,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def lua_mix(directory: Path) -> Path:
-    paths = [f"/search?q={q.replace(' ', '+')}" for q in QUERIES]
-    mixed = []
-    for index, path in enumerate(paths):
-        mixed.append(path)
-        if index % 4 == 3:
-            mixed.append("/search?q=" + MATCHING[index % len(MATCHING)].replace(" ", "+"))
+def lua_mix(directory: Path, queries: Sequence[str], delay_ms: float) -> Path:
+    """wrk's script: the queries in turn, each connection waiting ``delay_ms``
+    after every answer (0: back to back)."""
+    paths = ", ".join(f'"/search?q={quote_plus(q)}"' for q in queries)
+    pacing = f"delay = function()\n  return {delay_ms:.3f}\nend\n" if delay_ms else ""
     script = directory / "soak.lua"
-    quoted = ", ".join(f'"{p}"' for p in mixed)
     script.write_text(
-        f"local paths = {{{quoted}}}\nlocal i = 0\n"
+        f"local paths = {{{paths}}}\nlocal i = 0\n"
         "request = function()\n  i = i % #paths + 1\n"
-        '  return wrk.format("GET", paths[i])\nend\n'
+        '  return wrk.format("GET", paths[i])\nend\n' + pacing
     )
     return script
 
@@ -257,6 +264,22 @@ def run_wrk(report: Report, port: int, script: Path, seconds: int, connections: 
         report.non_2xx = int(found.group(1))
 
 
+SCRAPE_EVERY = 0.5
+
+
+async def scraper(target: Target, report: Report, seconds: float) -> None:
+    """Reads the match-duration histogram every SCRAPE_EVERY seconds, and the
+    servers' memory half-way."""
+    half_way, until = time.monotonic() + seconds / 2, time.monotonic() + seconds
+    while time.monotonic() < until:
+        if not report.rss_half and time.monotonic() >= half_way:
+            report.rss_half = {n: rss_mb(pid) for n, pid in target.pids.items()}
+        text = await asyncio.to_thread(scrape, target.port)
+        buckets = histogram_buckets(text, MATCH_DURATION)
+        report.matcher_scrapes.append((time.monotonic(), buckets))
+        await asyncio.sleep(SCRAPE_EVERY)
+
+
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text: str = response.read().decode()
@@ -268,18 +291,33 @@ def sample(text: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def histogram_p99(text: str, name: str) -> str:
-    buckets = [
+Buckets = list[tuple[float, float]]
+"""A histogram's cumulative buckets: (upper bound, count)."""
+
+
+def histogram_buckets(text: str, name: str) -> Buckets:
+    return [
         (float(bound), float(count))
         for bound, count in re.findall(
             rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.MULTILINE
         )
     ]
+
+
+P99_TARGET = 250e-6
+"""DESIGN §7's p99 for a match."""
+
+
+def bucket_p99(buckets: Buckets) -> str:
+    """The bucket bound that holds 99 % of the observations, how many there were,
+    and the share within the target."""
     total = buckets[-1][1] if buckets else 0.0
+    within = next((count for bound, count in buckets if bound == P99_TARGET), float("nan"))
     for bound, count in buckets:
         if total and count >= 0.99 * total:
-            return f"≤ {bound * 1e6:.0f} µs" if bound < 1 else f"≤ {bound:g} s"
-    return "?"
+            bound_text = f"≤ {bound * 1e6:.0f} µs" if bound < 1 else f"≤ {bound:g} s"
+            return f"{bound_text} (n={total:,.0f}, {within / total:.2%} ≤ 250 µs)"
+    return "—"
 
 
 def admin_reload(port: int) -> None:
@@ -303,7 +341,7 @@ async def rewriter(
         if time.monotonic() > deadline:
             return
         version += 1
-        newest = invented_terms(1, rng)[0]
+        newest = invented_term(rng)
         terms.append(newest)
         await asyncio.to_thread(write_list, target.list_file, terms, version)
         report.rewrites.append(time.monotonic())
@@ -316,10 +354,13 @@ async def rewriter(
             report.rss_first_reload = {n: rss_mb(pid) for n, pid in target.pids.items()}
 
 
-async def asyncio_load(report: Report, port: int, seconds: float, connections: int) -> None:
-    """The load without wrk: closed-loop keep-alive connections, back to back."""
+async def asyncio_load(
+    report: Report, port: int, seconds: float, connections: int, rate: float
+) -> None:
+    """The load without wrk: keep-alive connections sending the probe's queries,
+    paced at ``rate`` in all (0: back to back)."""
     load = Probe()
-    await run_probe(load, port, seconds, 0.0, connections)
+    await run_probe(load, port, seconds, rate, connections)
     report.load_tool = "asyncio client"
     report.requests = len(load.samples)
     report.rate = len(load.samples) / seconds
@@ -347,13 +388,14 @@ async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report
     tasks = [
         run_probe(probe, target.port, args.seconds, args.probe_rate, 4),
         rewriter(target, report, probe, args.seconds, args.reload_every, rng),
+        scraper(target, report, args.seconds),
     ]
     if shutil.which("wrk"):
         tasks.append(
             asyncio.to_thread(run_wrk, report, target.port, script, args.seconds, args.connections)
         )
     else:
-        tasks.append(asyncio_load(report, target.port, args.seconds, args.connections))
+        tasks.append(asyncio_load(report, target.port, args.seconds, args.connections, args.rate))
     await asyncio.gather(*tasks)
     await asyncio.sleep(1.5)  # let the last reload finish before counting
     report.rss_end = {name: rss_mb(pid) for name, pid in target.pids.items()}
@@ -362,7 +404,7 @@ async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report
     report.reloads_error = sample(metrics, 'deterrence_list_reloads_total{result="error"}')
     for kind in re.findall(r'^deterrence_errors_total\{kind="([^"]+)"\} [1-9]', metrics, re.M):
         report.error_kinds[kind] = sample(metrics, f'deterrence_errors_total{{kind="{kind}"}}')
-    report.matcher_p99 = histogram_p99(metrics, "deterrence_match_duration_seconds")
+    report.matcher_p99 = bucket_p99(histogram_buckets(metrics, MATCH_DURATION))
     return report
 
 
@@ -408,6 +450,24 @@ def latency_split(report: Report, window: float) -> tuple[list[float], list[floa
     for s in report.probe.samples:
         after = any(0 <= s.at - at <= window for at in report.rewrites)
         (inside if after else outside).append(s.seconds * 1e3)
+    return inside, outside
+
+
+def matcher_split(report: Report, window: float) -> tuple[Buckets, Buckets]:
+    """The match-duration histogram over the scrape intervals that overlap the
+    ``window`` seconds after a rewrite, and over the others."""
+    inside: Buckets = []
+    outside: Buckets = []
+    for (start, before), (end, after) in zip(
+        report.matcher_scrapes, report.matcher_scrapes[1:], strict=False
+    ):
+        near = any(start <= at + window and end >= at for at in report.rewrites)
+        delta = [(bound, b - a) for (bound, a), (_, b) in zip(before, after, strict=True)]
+        into = inside if near else outside
+        if not into:
+            into.extend(delta)
+        else:
+            into[:] = [(bound, a + b) for (bound, a), (_, b) in zip(into, delta, strict=True)]
     return inside, outside
 
 
@@ -461,10 +521,11 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         [", ".join(f"{k}={v:.0f}" for k, v in r.error_kinds.items()) or "0" for r in reports],
     )
     row(
-        "RSS start → after the 1st reload → end",
+        "RSS start → after the 1st reload → half-way → end",
         [
             ", ".join(
                 f"{n} {r.rss_start[n]:.1f} → {r.rss_first_reload.get(n, float('nan')):.1f}"
+                f" → {r.rss_half.get(n, float('nan')):.1f}"
                 f" → {r.rss_end[n]:.1f} MB"
                 for n in r.rss_start
             )
@@ -478,7 +539,13 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         [describe(i) for i, _ in splits],
     )
     row("probe p50 / p99 / max, other times", [describe(o) for _, o in splits])
-    row("matcher p99 (histogram bucket)", [r.matcher_p99 for r in reports])
+    row("matcher p99 (histogram bucket), whole run", [r.matcher_p99 for r in reports])
+    matcher_splits = [matcher_split(r, args.window) for r in reports]
+    row(
+        f"matcher p99, ≤ {args.window:g} s after a rewrite",
+        [bucket_p99(inside) for inside, _ in matcher_splits],
+    )
+    row("matcher p99, other times", [bucket_p99(outside) for _, outside in matcher_splits])
     for r in reports:
         for line in (r.probe.wrong + r.probe.errors)[:5]:
             print(f"  {r.name}: {line}")
@@ -502,20 +569,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reload-every", type=float, default=5.0)
     parser.add_argument("--terms", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="load requests a second, about (each connection waits between requests);"
+        " 0: back to back, saturating the machine",
+    )
+    parser.add_argument("--mix", type=int, default=30_000, help="distinct queries in the load")
     parser.add_argument("--probe-rate", type=float, default=50.0)
     parser.add_argument("--window", type=float, default=2.0)
     parser.add_argument("--target", choices=("middleware", "proxy", "both"), default="both")
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    from deterrence import evaluation
+
+    # The list and the load's queries are bench.matcher's workload at this size:
+    # searches in six languages, one in seven matching a term (plain or obfuscated),
+    # so that nearly every request is new to the matcher's memo.
+    workload = make_workload(args.terms, args.mix, 0, evaluation.load_vocabulary())
+    queries = [query for _, query in workload["mix"]]
+    delay_ms = 1000 * args.connections / args.rate if args.rate else 0.0
     reports = []
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
-        script = lua_mix(tmp)
+        script = lua_mix(tmp, queries, delay_ms)
         targets = ("middleware", "proxy") if args.target == "both" else (args.target,)
         for name in targets:
             list_file = tmp / f"{name}-lists" / "soak.toml"
             list_file.parent.mkdir()
-            terms = invented_terms(args.terms, random.Random(3))
+            terms = list(workload["terms"])
             write_list(list_file, terms, 1)
             context = middleware_target if name == "middleware" else proxy_target
             with context(tmp, list_file, terms) as target:
