@@ -3,19 +3,22 @@
 Matching (DESIGN §4) runs in two passes over the canonical query
 (:mod:`deterrence.text`):
 
-1. **Exact**: one Aho–Corasick automaton (pyahocorasick, in C) holds every
-   pattern's canonical form — phrases with their words apart and joined
-   together, substring terms, terms in scripts without spaces. A hit counts
-   when it starts and ends on a word boundary, unless the pattern may match
-   inside words.
-2. **Fuzzy and alternatives**: every query word (and every join of words that
-   a lone punctuation mark separates, and every alternative reading) is looked
-   up in the vocabulary of term words, exactly and through the candidate index
-   of :mod:`deterrence.fuzzy` (symmetric deletions for words of 5–8 letters,
-   intact thirds for longer ones), whose short candidate lists rapidfuzz's
-   OSA distance then verifies.
-   No query is ever compared with every term. Multi-word terms are assembled
-   from consecutive words through an index keyed by their first two words.
+1. **Inside words**: one Aho–Corasick automaton (pyahocorasick, in C) holds the
+   canonical form of every pattern that may match inside a word — substring
+   terms, and terms in scripts without spaces — and finds them all in one pass.
+2. **Word by word**: every query word (and every join of words that a lone
+   punctuation mark separates, every alternative reading, and every stretch of a
+   run of spaced letters) is looked up in the vocabulary of term words, exactly
+   and through the candidate index of :mod:`deterrence.fuzzy` (symmetric
+   deletions for words of 5–8 letters, parts of longer ones), whose short
+   candidate lists rapidfuzz's OSA distance then verifies. No query is ever
+   compared with every term. Multi-word terms are assembled from consecutive
+   words through an index keyed by their first two words.
+
+Whole-word patterns used to be in the automaton too. A lookup per word finds
+the same matches, and keeping them out of it saves its memory (105 MiB at
+100,000 terms), its build, and the one C call of its unpickle that held the
+interpreter lock at every reload (180 ms at 100,000 terms).
 
 A built :class:`Matcher` is immutable: share it freely across threads and
 asyncio tasks, and build a new one for a new list set. Its one mutable part is
@@ -38,6 +41,7 @@ from deterrence.lists import SEVERITY, Action, Term, TermList, load_lists
 from deterrence.memo import DEFAULT_SIZE, UNSEEN, Memo, Unseen
 from deterrence.text import (
     CanonicalText,
+    Token,
     Transform,
     canonical_text,
     is_no_space_script,
@@ -130,12 +134,17 @@ class _Hit:
 
 @dataclass(slots=True)
 class _Edge:
-    start: int
+    start: int  # token span [start, end)
     end: int
     text: str
     flags: int
-    primary: bool
     candidates: dict[int, int]  # vocabulary word id -> edit distance
+    inside: bool = False
+    """A stretch of a run of spaced letters: matched exactly (its candidates are
+    given), and it may follow or precede another word only where it starts or
+    ends with its token (``opens``, ``closes``)."""
+    opens: bool = True
+    closes: bool = True
 
 
 class Matcher:
@@ -153,7 +162,7 @@ class Matcher:
         self._fuzzy_words: set[int] = set()
         self._joining: defaultdict[int, list[int]] = defaultdict(list)  # joined word -> patterns
         self._phrasing: defaultdict[tuple[int, ...], list[int]] = defaultdict(list)
-        keys: dict[str, list[tuple[int, int, bool, bool]]] = defaultdict(list)
+        keys: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
         for list_index, term_list in enumerate(self.lists):
             for term in term_list.terms:
                 self._add(keys, list_index, _TERM, term)
@@ -168,8 +177,11 @@ class Matcher:
         self._automaton = ahocorasick.Automaton()
         for key, values in keys.items():
             self._automaton.add_word(key, tuple(values))
+        self._inside_words = bool(keys)
         if keys:
             self._automaton.make_automaton()
+        self._longest_word = max(map(len, self._word_list), default=0)
+        self._word_filter: bytes | None = None
         self._words = tuple(self._word_list)
         self._fuzzy = FuzzyIndex(self._words, self._fuzzy_words)
         # Freeze what was built: plain dicts of tuples never insert on lookup, and
@@ -178,6 +190,25 @@ class Matcher:
         self._phrases = {key: tuple(found) for key, found in self._phrasing.items()}
         self._joined = {key: tuple(found) for key, found in self._joining.items()}
         del self._rows, self._phrasing, self._joining, self._word_list
+        self._vocabulary_filter()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_word_filter"] = None  # hashes of strings differ from process to process
+        return state
+
+    def _vocabulary_filter(self) -> bytes:
+        """One byte per slot, set where the hash of a vocabulary word falls: a
+        cheap test that rules out most strings before a lookup in the (big)
+        vocabulary. Built in each process on first use."""
+        found = self._word_filter
+        if found is None:
+            size = 1 << max(10, (8 * len(self._vocabulary)).bit_length())
+            slots = bytearray(size)
+            for word in self._vocabulary:
+                slots[hash(word) & (size - 1)] = 1
+            found = self._word_filter = bytes(slots)
+        return found
 
     @classmethod
     def from_path(cls, paths: str | Path | Iterable[str | Path]) -> Matcher:
@@ -234,7 +265,7 @@ class Matcher:
 
     def _add(
         self,
-        keys: dict[str, list[tuple[int, int, bool, bool]]],
+        keys: dict[str, list[tuple[int, int, bool]]],
         list_index: int,
         kind: int,
         term: Term,
@@ -254,15 +285,18 @@ class Matcher:
         anywhere = term.substring or no_space_script
         word_ids = tuple(self._word_id(w) for w in words) if not no_space_script else ()
         self._rows.append((list_index, kind, term.text, word_ids, term.fuzzy, rule, group))
-        # Automaton values: (pattern, key length, needs word boundaries, joined form)
-        keys[phrase].append((pattern_index, len(phrase), not anywhere, False))
+        if anywhere:
+            # Automaton values: (pattern, key length, joined form). Whole-word
+            # patterns are found word by word instead (_lattice_hits).
+            keys[phrase].append((pattern_index, len(phrase), False))
         if no_space_script:
             return
         # Words for the fuzzy pass: substring terms too, so that a misspelt
         # substring term still matches as a whole word (exact inside words).
         self._phrasing[word_ids[:2]].append(pattern_index)
         if len(words) > 1:
-            keys[joined].append((pattern_index, len(joined), not anywhere, True))
+            if anywhere:
+                keys[joined].append((pattern_index, len(joined), True))
             joined_id = self._word_id(joined)
             self._joining[joined_id].append(pattern_index)
             if term.fuzzy and allowance(len(joined)):
@@ -304,15 +338,12 @@ class Matcher:
 
     def _exact_hits(self, canonical: CanonicalText) -> list[_Hit]:
         hits: list[_Hit] = []
-        if not self._patterns.kind:
+        if not self._inside_words:
             return hits
-        boundaries = canonical.boundaries
         for end_index, values in self._automaton.iter(canonical.text):
             end = end_index + 1
-            for pattern, length, needs_boundary, joined in values:
+            for pattern, length, joined in values:
                 start = end - length
-                if needs_boundary and (start not in boundaries or end not in boundaries):
-                    continue
                 first = bisect_right(canonical.starts, start) - 1
                 last = bisect_left(canonical.ends, end)
                 flags = 0
@@ -328,9 +359,11 @@ class Matcher:
         tokens = canonical.tokens
         edges: list[_Edge] = []
         for index, token in enumerate(tokens):
-            edges.append(_Edge(index, index + 1, token.text, token.flags, True, {}))
+            edges.append(_Edge(index, index + 1, token.text, token.flags, {}))
             for text, flags in token.alternatives:
-                edges.append(_Edge(index, index + 1, text, flags, False, {}))
+                edges.append(_Edge(index, index + 1, text, flags, {}))
+            if token.inner:
+                edges.extend(self._spaced_words(index, token))
             # Words joined by lone punctuation marks, tried as one word.
             joined, flags = token.text, token.flags
             end = index + 1
@@ -341,7 +374,45 @@ class Matcher:
                 joined += following
                 flags |= tokens[end].flags | tokens[end].join
                 end += 1
-                edges.append(_Edge(index, end, joined, flags, True, {}))
+                edges.append(_Edge(index, end, joined, flags, {}))
+        return edges
+
+    def _spaced_words(self, index: int, token: Token) -> list[_Edge]:
+        """Term words inside a run of spaced letters (``x z o r b l a x``): the
+        run is one token, and any stretch of it from one of its letters to
+        another may be a word (found exactly; the whole run is also matched
+        fuzzily, as any token)."""
+        text = token.text
+        cuts = (0, *token.inner, len(text))
+        edges: list[_Edge] = []
+        # A run of n letters has about n * longest stretches, nearly none of them
+        # a word: most are ruled out by the filter, without a (cache-missing)
+        # lookup in the vocabulary.
+        word_filter = self._vocabulary_filter()
+        mask = len(word_filter) - 1
+        for position, start in enumerate(cuts):
+            for stop in cuts[position + 1 :]:
+                if stop - start > self._longest_word:
+                    break
+                if (start, stop) == (0, len(text)):
+                    continue  # the whole run: the token's own edge
+                stretch = text[start:stop]
+                if not word_filter[hash(stretch) & mask]:
+                    continue
+                word_id = self._vocabulary.get(stretch)
+                if word_id is not None:
+                    edges.append(
+                        _Edge(
+                            index,
+                            index + 1,
+                            stretch,
+                            token.flags,
+                            {word_id: 0},
+                            inside=True,
+                            opens=start == 0,
+                            closes=stop == len(text),
+                        )
+                    )
         return edges
 
     def _candidates(self, text: str) -> dict[int, int]:
@@ -362,18 +433,16 @@ class Matcher:
 
     def _lattice_hits(self, canonical: CanonicalText) -> list[_Hit]:
         edges = self._edges(canonical)
-        # The automaton saw punctuation-joined words only joined; phrases that need
-        # some of them apart and some together are assembled here.
-        needed = any(token.join for token in canonical.tokens)
+        found = False
         for edge in edges:
-            edge.candidates = self._candidates(edge.text)
-            if edge.candidates and (not edge.primary or any(d for d in edge.candidates.values())):
-                needed = True
-        if not needed:
-            return []  # every exact match of primary readings came from the automaton
+            if not edge.inside:
+                edge.candidates = self._candidates(edge.text)
+            found = found or bool(edge.candidates)
+        if not found:
+            return []
         by_start: dict[int, list[_Edge]] = defaultdict(list)
         for edge in edges:
-            if edge.candidates:
+            if edge.candidates and edge.opens:
                 by_start[edge.start].append(edge)
         hits: list[_Hit] = []
         for edge in edges:
@@ -390,7 +459,7 @@ class Matcher:
                         hits.append(
                             _Hit(pattern_index, edge.start, edge.end, distance, flags, False)
                         )
-                for following in by_start.get(edge.end, ()):
+                for following in by_start.get(edge.end, ()) if edge.closes else ():
                     for second_id, second_distance in following.candidates.items():
                         for pattern_index in self._phrases.get((word_id, second_id), ()):
                             hit = self._extend(
@@ -421,6 +490,8 @@ class Matcher:
         path = [first, last]
         # Later words: follow the one best edge for each.
         while len(path) < len(words):
+            if not path[-1].closes:
+                return None
             word_id = words[len(path)]
             best: _Edge | None = None
             for edge in by_start.get(path[-1].end, ()):

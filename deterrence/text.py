@@ -562,15 +562,14 @@ class CanonicalText(NamedTuple):
     """A query as the matcher sees it: tokens joined into one string.
 
     Tokens joined weakly are written together (``zor-blax`` → ``zorblax``);
-    other tokens are separated by one space. ``boundaries`` holds every offset
-    where a whole-word match may start or end.
+    other tokens are separated by one space. ``starts`` and ``ends`` hold where
+    each token begins and ends in ``text``.
     """
 
     text: str
     tokens: tuple[Token, ...]
     starts: tuple[int, ...]
     ends: tuple[int, ...]
-    boundaries: frozenset[int]
     flags: int
 
 
@@ -583,7 +582,6 @@ def _joined_text(tokens: list[Token]) -> CanonicalText:
     parts: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    boundaries: set[int] = set()
     length = 0
     flags = 0
     for index, token in enumerate(tokens):
@@ -602,21 +600,16 @@ def _joined_text(tokens: list[Token]) -> CanonicalText:
             text = text[1:]  # a repeated letter across a weak join collapses too
             flags |= Transform.REPEATS
         starts.append(length)
-        boundaries.add(length)
-        boundaries.update(length + offset for offset in token.inner)
         parts.append(text)
         length += len(text)
         ends.append(length)
-        boundaries.add(length)
         flags |= token.flags
-    return CanonicalText(
-        "".join(parts), tuple(tokens), tuple(starts), tuple(ends), frozenset(boundaries), flags
-    )
+    return CanonicalText("".join(parts), tuple(tokens), tuple(starts), tuple(ends), flags)
 
 
 def _plain_text(tokens: list[Token]) -> CanonicalText:
     """``canonical_text`` of fast-path tokens: words one space apart, nothing
-    joined, nothing inside a word where a match may start."""
+    joined."""
     starts: list[int] = []
     ends: list[int] = []
     length = 0
@@ -632,7 +625,6 @@ def _plain_text(tokens: list[Token]) -> CanonicalText:
         tuple(tokens),
         tuple(starts),
         tuple(ends),
-        frozenset(starts + ends),
         flags,
     )
 

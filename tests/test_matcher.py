@@ -51,6 +51,19 @@ def test_word_boundaries() -> None:
     assert term_of("lame") is None
 
 
+def test_words_inside_a_run_of_spaced_letters() -> None:
+    # A run of spaced letters is one token; a term word may be any stretch of it.
+    assert term_of("x z o r b l a x") == "zorblax"
+    assert term_of("z o r b l a x q") == "zorblax"
+    assert term_of("q x z o r b l a x v w") == "zorblax"
+    # A phrase goes on from a stretch that ends the run, into one that starts it.
+    assert term_of("x q u e n d r i f i c mirvel") == "quendrific mirvel"
+    assert term_of("quendrific m i r v e l x") == "quendrific mirvel"
+    # ... but not from a stretch inside it (3 letters more: beyond the allowance).
+    assert term_of("q u e n d r i f i c x y z mirvel") is None
+    assert term_of("report z o r b l a x") is None  # the allow phrase, spaced
+
+
 def test_substring_terms_match_inside_words() -> None:
     assert term_of("superflarnish") == "flarn"
 

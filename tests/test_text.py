@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deterrence.text import (
+    Transform,
     _joined_text,
     _letter_tokens,
     _plain_text,
@@ -62,7 +63,8 @@ def test_wholly_cyrillic_word_stays_cyrillic_with_a_latin_alternative() -> None:
 def test_lone_punctuation_between_letters_is_a_weak_join() -> None:
     text = canonical_text("zor-blax")
     assert text.text == "zorblax"
-    assert {0, 3, 7} <= text.boundaries
+    assert (text.starts, text.ends) == ((0, 3), (3, 7))
+    assert text.tokens[1].join == Transform.SEPARATOR
 
 
 def test_two_punctuation_marks_separate() -> None:
@@ -72,7 +74,7 @@ def test_two_punctuation_marks_separate() -> None:
 def test_spaced_letters_keep_their_boundaries() -> None:
     text = canonical_text("a z o r b l a x")
     assert text.text == "azorblax"
-    assert 1 in text.boundaries
+    assert text.tokens[0].inner == (1, 2, 3, 4, 5, 6, 7)
 
 
 def test_symbols_at_word_edges_are_read_both_ways() -> None:
