@@ -203,6 +203,8 @@ class Report:
     wrk_p50: str = "?"
     wrk_p99: str = "?"
     socket_errors: int = 0
+    socket_error_kinds: str = ""
+    """wrk's breakdown, when there were any: connect, read, write, timeout."""
     non_2xx: int = 0
     load_tool: str = "wrk"
     probe: Probe = field(default_factory=Probe)
@@ -261,6 +263,15 @@ def run_wrk(report: Report, port: int, script: Path, seconds: int, connections: 
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     ):
         report.socket_errors = sum(int(n) for n in found.groups())
+        if report.socket_errors:
+            names = ("connect", "read", "write", "timeout")
+            report.socket_error_kinds = (
+                " ("
+                + ", ".join(
+                    f"{name} {count}" for name, count in zip(names, found.groups(), strict=True)
+                )
+                + ")"
+            )
     if found := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
         report.non_2xx = int(found.group(1))
 
@@ -496,7 +507,10 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         print(f"| {label} | " + " | ".join(values) + " |")
 
     row("requests (load)", [f"{r.requests:,} ({r.rate:,.0f}/s)" for r in reports])
-    row("socket errors / non-2xx", [f"{r.socket_errors} / {r.non_2xx}" for r in reports])
+    row(
+        "socket errors / non-2xx",
+        [f"{r.socket_errors}{r.socket_error_kinds} / {r.non_2xx}" for r in reports],
+    )
     row(
         "probe requests / errors / wrong answers",
         [
