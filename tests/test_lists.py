@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import pickle
 from pathlib import Path
 
 import pytest
 
-from deterrence.lists import ListError, load_lists
+from deterrence.lists import ListError, Term, TermList, load_lists
 from deterrence.resources import KEYWORD_LISTS_DIR
 
 GOOD = """
@@ -128,3 +130,21 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ListError, match="no such file"):
         load_lists([tmp_path / "nope.toml"])
+
+
+def test_a_lists_terms_are_not_objects_for_the_cycle_collector() -> None:
+    # A reload sets off full collections, which walk every tracked object: a
+    # list of many terms must not add one per term (each Term is a tuple
+    # subclass, which CPython keeps tracked; exact tuples it untracks).
+    gc.collect()
+    before = len(gc.get_objects())
+    term_list = TermList(
+        id="invented", category="testing", terms=[Term(f"zorblax{i}", True) for i in range(2000)]
+    )
+    gc.collect()
+    assert len(gc.get_objects()) - before < 20
+    assert len(term_list.terms) == 2000
+    assert term_list.terms[5] == Term("zorblax5", True)
+    assert list(term_list.terms)[-1].text == "zorblax1999"
+    assert term_list.terms == tuple(Term(f"zorblax{i}", True) for i in range(2000))
+    assert pickle.loads(pickle.dumps(term_list)) == term_list
