@@ -89,3 +89,20 @@ def test_lists_lint_names_the_words_a_term_would_catch(tmp_path: Path) -> None:
     assert "`lime`" not in out
     strict = deterrence("lists", "lint", "--strict", "--words", "20000", str(tmp_path))
     assert strict.returncode == 1
+
+
+def test_a_server_freezes_its_start_up_heap_before_serving() -> None:
+    # What lives at start-up stays out of the cycle collector's full collections:
+    # `deterrence demo`, with uvicorn's serving loop replaced by a report.
+    code = (
+        "import gc, sys, uvicorn\n"
+        "uvicorn.Server.run = lambda self: print('frozen', gc.get_freeze_count())\n"
+        "from deterrence.cli import main\n"
+        "sys.exit(main(['demo', '--port', '0']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    frozen = int(result.stdout.split("frozen ")[1].split()[0])
+    assert frozen > 10_000  # the modules, the app and its first matcher

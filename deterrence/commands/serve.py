@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from typing import Any
 
 import uvicorn
@@ -29,5 +30,17 @@ def serve(app: ASGIApp, args: argparse.Namespace, **options: Any) -> int:
         lifespan="on",
         **options,
     )
+    freeze_start_up_heap()
     uvicorn.Server(config).run()
     return 0
+
+
+def freeze_start_up_heap() -> None:
+    """Take what is alive at start-up (modules, the app, its first matcher) out of
+    the cycle collector's view. It lives as long as the process anyway, and every
+    full collection walked it again: 77,000 objects and 65 ms in the proxy at
+    5,000 terms, and each reload sets one off. Garbage is collected first; a
+    frozen object is still freed when its last reference goes (a replaced
+    matcher): only a cycle among frozen objects would never be."""
+    gc.collect()
+    gc.freeze()
