@@ -383,23 +383,25 @@ class Matcher:
         another may be a word (found exactly; the whole run is also matched
         fuzzily, as any token)."""
         text = token.text
-        cuts = (0, *token.inner, len(text))
+        end = len(text)
+        cuts = (0, *token.inner, end)
         edges: list[_Edge] = []
         # A run of n letters has about n * longest stretches, nearly none of them
         # a word: most are ruled out by the filter, without a (cache-missing)
         # lookup in the vocabulary.
         word_filter = self._vocabulary_filter()
         mask = len(word_filter) - 1
+        longest, vocabulary = self._longest_word, self._vocabulary
         for position, start in enumerate(cuts):
             for stop in cuts[position + 1 :]:
-                if stop - start > self._longest_word:
+                if stop - start > longest:
                     break
-                if (start, stop) == (0, len(text)):
+                if start == 0 and stop == end:
                     continue  # the whole run: the token's own edge
                 stretch = text[start:stop]
                 if not word_filter[hash(stretch) & mask]:
                     continue
-                word_id = self._vocabulary.get(stretch)
+                word_id = vocabulary.get(stretch)
                 if word_id is not None:
                     edges.append(
                         _Edge(
@@ -410,7 +412,7 @@ class Matcher:
                             {word_id: 0},
                             inside=True,
                             opens=start == 0,
-                            closes=stop == len(text),
+                            closes=stop == end,
                         )
                     )
         return edges
