@@ -328,7 +328,9 @@ def bucket_p99(buckets: Buckets) -> str:
     for bound, count in buckets:
         if total and count >= 0.99 * total:
             bound_text = f"≤ {bound * 1e6:.0f} µs" if bound < 1 else f"≤ {bound:g} s"
-            return f"{bound_text} (n={total:,.0f}, {within / total:.2%} ≤ 250 µs)"
+            return (
+                f"{bound_text} (n={total:,.0f}, {within / total:.2%} ≤ {P99_TARGET * 1e6:.0f} µs)"
+            )
     return "—"
 
 
