@@ -25,7 +25,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache, reduce
-from operator import or_
+from operator import itemgetter, or_
 from typing import NamedTuple
 
 
@@ -223,6 +223,9 @@ class _RawWord:
 
 
 _REPEATED_LETTER = re.compile(r"([^\W\d_])\1+")
+_FIRST_GROUP = itemgetter(1)
+"""The replacement for a repeated letter: a callable in C, where the template
+``r"\1"`` runs re's Python code for every match (3 µs a word, in 3.11)."""
 _DOUBLED = re.compile(r"(.)\1", re.DOTALL)
 """Any character twice in a row: a search for it is cheaper than for a
 repeated letter, and rules that out for most words."""
@@ -234,7 +237,7 @@ def _collapse(text: str, offsets: tuple[int, ...] = ()) -> tuple[str, tuple[int,
     if not offsets:
         if _DOUBLED.search(text) is None or _REPEATED_LETTER.search(text) is None:
             return text, ()  # the usual case, and a search is cheaper than a sub
-        return _REPEATED_LETTER.sub(r"\1", text), ()
+        return _REPEATED_LETTER.sub(_FIRST_GROUP, text), ()
     out: list[str] = []
     kept_before: list[int] = []
     prev = ""
@@ -438,7 +441,10 @@ def _plain_tokens(query: str) -> list[Token] | None:
         ]
     tokens = []
     for word, original in zip(lowered.split(), stripped.split(), strict=True):
-        collapsed = _REPEATED_LETTER.sub(r"\1", word)
+        # ASCII letters only: a doubled character is a repeated letter.
+        collapsed = (
+            word if _DOUBLED.search(word) is None else _REPEATED_LETTER.sub(_FIRST_GROUP, word)
+        )
         if len(collapsed) == 1:
             return None  # may belong to a run of spaced letters (step 7)
         flags = (Transform.CASE if word != original else 0) | (
