@@ -43,6 +43,7 @@ from operator import itemgetter
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import extract
 
+DELETION_MIN = 5  # the shortest word with an edit allowed (see allowance)
 DELETION_MAX = 8  # words up to this length use symmetric deletions
 QUARTERS_MAX = 11  # two-edit words up to this length use pairs of quarters
 
@@ -65,9 +66,9 @@ Probe = tuple[Callable[[Key], Posting | None], Callable[[str], Key]]
 
 def allowance(length: int) -> int:
     """Edits tolerated in a term word of this canonical length (DESIGN §4)."""
-    if length >= 9:
+    if length > DELETION_MAX:
         return 2
-    if length >= 5:
+    if length >= DELETION_MIN:
         return 1
     return 0
 
@@ -227,7 +228,7 @@ class FuzzyIndex:
         """Add every indexed word within its allowance of ``text`` to ``found``
         (word id -> edit distance)."""
         length = len(text)
-        if length < 4:
+        if length < DELETION_MIN - 1:
             return
         # Candidates of every probe are gathered first and verified in one
         # rapidfuzz call per allowance: a word found through several keys is
@@ -236,7 +237,12 @@ class FuzzyIndex:
         far: list[str] = []  # from part keys: words of 9+ letters, two edits
         deletions = self._deletions
         if deletions is not None and length <= DELETION_MAX + 1:
-            for key in (text, *_deletions(text)):
+            # The deletion keys are words of 5-8 letters and their deletions,
+            # of 4-7: a key longer or shorter would be looked up in vain.
+            keys = [text] if length <= DELETION_MAX else []
+            if length >= DELETION_MIN:
+                keys += _deletions(text)
+            for key in keys:
                 posting = deletions.get(key)
                 if posting is None:
                     continue
