@@ -527,8 +527,9 @@ class Matcher:
                 matches.append((list_index, found))
         if not matches:
             return None
-        matches.sort(key=lambda item: (-SEVERITY[item[1].action], item[0]))
-        ordered = tuple(match for _, match in matches)
+        if len(matches) > 1:
+            matches.sort(key=lambda item: (-SEVERITY[item[1].action], item[0]))
+        ordered = tuple([match for _, match in matches])
         first = ordered[0]
         return Match(
             first.action,
@@ -546,15 +547,23 @@ class Matcher:
         patterns = self._patterns
         kind = patterns.kind
         allowed = [h for h in hits if kind[h.pattern] == _ALLOW]
-        kept = [
-            h
-            for h in hits
-            if kind[h.pattern] != _ALLOW
-            and not any(a.start < h.end and h.start < a.end for a in allowed)
-        ]
+        kept = (
+            [
+                h
+                for h in hits
+                if kind[h.pattern] != _ALLOW
+                and not any(a.start < h.end and h.start < a.end for a in allowed)
+            ]
+            if allowed
+            else hits
+        )
         terms = [h for h in kept if kind[h.pattern] == _TERM]
         if terms:
-            best = min(terms, key=lambda h: (h.distance, bin(h.flags).count("1")))
+            best = (
+                terms[0]
+                if len(terms) == 1
+                else min(terms, key=lambda h: (h.distance, h.flags.bit_count()))
+            )
             return self._make_match(term_list, best, patterns.text[best.pattern], None)
         members = [h for h in kept if kind[h.pattern] == _MEMBER]
         for rule_index, rule in enumerate(term_list.rules):

@@ -60,6 +60,7 @@ TRANSFORM_NAMES: dict[int, str] = {
 }
 
 
+@lru_cache(maxsize=2 * Transform.EDIT)  # every combination of the flags
 def transform_names(flags: int) -> tuple[str, ...]:
     return tuple(name for flag, name in TRANSFORM_NAMES.items() if flags & flag)
 
