@@ -341,8 +341,10 @@ def _readings(word: _RawWord) -> Token | None:
     )
 
 
-def _split_words(query: str) -> tuple[list[_RawWord], list[str]]:
-    """Split into raw words and the separator run before each word."""
+def _split_words(query: str) -> tuple[list[_RawWord], list[str], int]:
+    """Split into raw words and the separator run before each word, and the
+    flags of invisible characters or marks still waiting at the end for a
+    letter to go to."""
     words: list[_RawWord] = []
     separators: list[str] = []
     current = _RawWord()
@@ -386,7 +388,7 @@ def _split_words(query: str) -> tuple[list[_RawWord], list[str]]:
             pending_flags = 0
     if chars:
         words.append(current)
-    return words, separators
+    return words, separators, pending_flags
 
 
 def _merge_spaced(words: list[_RawWord], separators: list[str]) -> None:
@@ -513,39 +515,65 @@ def _collapsed(reading: str, flags: int) -> tuple[str, int]:
     return text, flags | (Transform.REPEATS if len(text) < len(reading) else 0)
 
 
-def _letter_tokens(query: str) -> list[Token] | None:
-    """Fast path for the next most common query: words of letters in any script
-    (with case, diacritics, compatibility forms or look-alikes), one space
-    apart, each reading as 2+ letters and none switching between scripts with
-    and without spaces. Nothing can join, merge or split such words, so each is
-    read on its own, without the general path's separator and spaced-letter
-    passes."""
+def _word_by_word(query: str) -> tuple[list[Token], bool] | None:
+    """Fast path for the next most common query: words one space apart, each
+    read on its own, and whether any word needed the general path.
+
+    A word of letters in any script (with case, diacritics, compatibility forms
+    or look-alikes) that reads as 2+ letters, none switching between scripts
+    with and without spaces, is read from its characters' cached readings
+    (_letter_word). Any other word (an apostrophe, a dot, a digit, a single
+    letter) goes through the general path alone. Only two things cross a space
+    there: a run of single characters (step 7), which a word of 2+ letters
+    stops, and the flags of an invisible character or a mark that wait for the
+    next letter. So two neighbouring words that need the general path, or one
+    that ends with flags waiting, send the whole query there (None)."""
     stripped = query.strip(" ")
     if not stripped:
         return None
     tokens: list[Token] = []
+    general = previous_general = False
     for word in stripped.split(" "):
+        if not word:
+            continue  # two spaces in a row
         token = _letter_word(word)
-        if token is None:
+        if token is not None:
+            tokens.append(token)
+            previous_general = False
+            continue
+        if previous_general:
             return None
-        tokens.append(token)
-    return tokens
+        raw_words, separators, pending = _split_words(word)
+        if pending:
+            return None
+        _merge_spaced(raw_words, separators)
+        tokens.extend(_read_tokens(raw_words, separators))
+        general = previous_general = True
+    return tokens, general
 
 
-def _fast_tokens(query: str) -> list[Token] | None:
-    plain = _plain_tokens(query)
-    return plain if plain is not None else _letter_tokens(query)
+def _letter_tokens(query: str) -> list[Token] | None:
+    """_word_by_word for a query whose every word is read from its letters."""
+    found = _word_by_word(query)
+    return found[0] if found is not None and not found[1] else None
 
 
 def tokenize(query: str) -> list[Token]:
     """The canonical tokens of ``query``; never raises for any ``str``."""
-    fast = _fast_tokens(query)
-    return fast if fast is not None else _tokenize(query)
+    plain = _plain_tokens(query)
+    if plain is not None:
+        return plain
+    found = _word_by_word(query)
+    return found[0] if found is not None else _tokenize(query)
 
 
 def _tokenize(query: str) -> list[Token]:
-    raw_words, separators = _split_words(query)
+    raw_words, separators, _ = _split_words(query)
     _merge_spaced(raw_words, separators)
+    return _read_tokens(raw_words, separators)
+
+
+def _read_tokens(raw_words: list[_RawWord], separators: list[str]) -> list[Token]:
     tokens: list[Token] = []
     weak_before = False
     for word, sep in zip(raw_words, separators, strict=True):
@@ -581,8 +609,15 @@ class CanonicalText(NamedTuple):
 
 
 def canonical_text(query: str) -> CanonicalText:
-    fast = _fast_tokens(query)
-    return _plain_text(fast) if fast is not None else _joined_text(_tokenize(query))
+    plain = _plain_tokens(query)
+    if plain is not None:
+        return _plain_text(plain)
+    found = _word_by_word(query)
+    if found is None:
+        return _joined_text(_tokenize(query))
+    tokens, general = found
+    # A word read by the general path may hold weak joins; the others never do.
+    return _joined_text(tokens) if general else _plain_text(tokens)
 
 
 def _joined_text(tokens: list[Token]) -> CanonicalText:

@@ -130,7 +130,7 @@ def test_the_plain_ascii_fast_path_agrees_with_the_general_path() -> None:
         fast = _plain_tokens(query)
         if fast is None:
             continue
-        raw, separators = _split_words(query)
+        raw, separators, _ = _split_words(query)
         _merge_spaced(raw, separators)
         slow = [t for t in (_readings(w) for w in raw) if t is not None]
         assert [(t.text, t.flags) for t in fast] == [(t.text, t.flags) for t in slow], query
@@ -169,6 +169,27 @@ def test_the_letters_fast_path_agrees_with_the_full_one(words: list[str], space:
     if fast is not None:
         assert fast == full
     assert canonical_text(query) == _joined_text(full)
+
+
+# Besides letters: what sends a word through the general path — punctuation,
+# leet digits and symbols, an invisible character, a lone combining mark, a
+# non-ASCII space — and single letters, which may run together (step 7).
+_WORDS = st.one_of(
+    st.text(alphabet=_LETTERS, min_size=2, max_size=8),
+    st.text(alphabet="abzоοé'.-/!@$|013\u200b\u0301\u00a0", min_size=1, max_size=8),
+    st.text(alphabet="abzо4", min_size=1, max_size=1),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_WORDS, min_size=1, max_size=7), st.sampled_from([" ", "  "]))
+def test_reading_word_by_word_agrees_with_the_full_path(words: list[str], space: str) -> None:
+    """Words the letters' shortcut cannot read go through the general path one
+    by one; the result must be exactly what the whole query gets there."""
+    query = space.join(words)
+    full = _tokenize(query)
+    assert tokenize(query) == full, query
+    assert canonical_text(query) == _joined_text(full), query
 
 
 def test_innocent_queries_in_six_languages_mostly_take_a_fast_path() -> None:
