@@ -8,6 +8,8 @@ in a fresh child process so memory figures are its own:
 - latency of ``Matcher.match``: p50 / p99 over a realistic query mix (mostly innocent
   queries from common words in six languages, some plain matches, some obfuscated);
 - recall on an obfuscated query set (one query per evasion class of §4, round-robin);
+- the cost of waiting between queries: the mix's first 2,000 queries back to back,
+  then each after 1 ms of sleep, as a server meets them;
 - in the same process, the same measurements for two baselines: a hand-written regex
   alternation over the lower-cased query, and brute-force rapidfuzz (every query word
   and 2-3 word n-gram against every term, OSA distance with the §4 allowance).
@@ -42,6 +44,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 20261122
+PACED_QUERIES = 2_000
+PACE_SECONDS = 0.001
+"""A pause before each query of the paced pass: on this project's shared 2-core
+machines a process that waits this long between matches runs each of them 2-3
+times slower (bench.soak's servers show the same)."""
 
 
 # -- the parent: lists and queries ---------------------------------------------------
@@ -198,15 +205,21 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
 
 
 def _timed(
-    match: Callable[[str], object], queries: Sequence[tuple[str, str]], budget: float
+    match: Callable[[str], object],
+    queries: Sequence[tuple[str, str]],
+    budget: float,
+    pause: float = 0.0,
 ) -> tuple[list[int], list[bool], list[str]]:
-    """Latency (ns) and outcome of each query, stopping when the budget is spent."""
+    """Latency (ns) and outcome of each query, stopping when the budget is
+    spent; ``pause`` seconds of sleep before each."""
     samples: list[int] = []
     outcomes: list[bool] = []
     kinds: list[str] = []
     clock = time.perf_counter_ns
     deadline = time.perf_counter() + budget
     for kind, query in queries:
+        if pause:
+            time.sleep(pause)
         start = clock()
         found = match(query)
         samples.append(clock() - start)
@@ -311,6 +324,12 @@ def child(workdir: Path, budget: float, load_limit: int) -> dict[str, Any]:
     _set_memo(matcher, DEFAULT_SIZE)
     result["deterrence"] = _summary(matcher.match, mix, recall, budget=float("inf"))
     result["repeated"] = {"latency": _percentiles(_timed(matcher.match, mix, float("inf"))[0])}
+    # The same first sights, back to back and then each after a pause, as a
+    # server meets them between requests (its idle loop, the network).
+    for name, pause in (("back_to_back", 0.0), ("paced", PACE_SECONDS)):
+        _set_memo(matcher, DEFAULT_SIZE)
+        samples = _timed(matcher.match, mix[:PACED_QUERIES], float("inf"), pause)[0]
+        result[name] = {"latency": _percentiles(samples)}
 
     started = time.perf_counter()
     pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, terms)) + r")\b", re.I)
@@ -376,6 +395,19 @@ def report(results: dict[int, dict[str, Any]], machine: dict[str, Any]) -> str:
             for k in ("memo_off", "deterrence", "repeated")
         ]
         lines.append(f"{r['terms']:>8,} " + " ".join(f"{c:>17}" for c in cells))
+    lines += [
+        "",
+        f"paced: the first {PACED_QUERIES:,} queries of the mix at first sight, back to back, then"
+        f" each after {PACE_SECONDS * 1000:g} ms of sleep",
+        "(as a server meets them, between requests); p50 / p99 µs and the paced / back-to-back"
+        " ratio",
+        f"{'terms':>8} {'back to back':>17} {'paced':>17} {'ratio':>13}",
+    ]
+    for r in results.values():
+        fast, slow = r["back_to_back"]["latency"], r["paced"]["latency"]
+        ratio = f"×{slow['p50'] / fast['p50']:.1f} / ×{slow['p99'] / fast['p99']:.1f}"
+        cells = [_fmt_us(x["p50"]) + " / " + _fmt_us(x["p99"]) for x in (fast, slow)]
+        lines.append(f"{r['terms']:>8,} {cells[0]:>17} {cells[1]:>17} {ratio:>13}")
     if any(r["load_seconds"] is None for r in results.values()):
         lines.append(
             "* load_lists did not finish within the limit (it looks up each term's line by"
