@@ -10,6 +10,8 @@ in a fresh child process so memory figures are its own:
 - recall on an obfuscated query set (one query per evasion class of §4, round-robin);
 - the cost of waiting between queries: the mix's first 2,000 queries back to back,
   then each after 1 ms of sleep, as a server meets them;
+- huge pages: the mix at first sight again on small pages, then after the heap went
+  on huge pages (:mod:`deterrence.hugepages`), as the servers run;
 - in the same process, the same measurements for two baselines: a hand-written regex
   alternation over the lower-cased query, and brute-force rapidfuzz (every query word
   and 2-3 word n-gram against every term, OSA distance with the §4 allowance).
@@ -290,6 +292,7 @@ def _set_memo(matcher: Any, size: int) -> None:
 
 
 def child(workdir: Path, budget: float, load_limit: int) -> dict[str, Any]:
+    from deterrence.hugepages import back_heap_with_huge_pages
     from deterrence.matcher import Matcher
     from deterrence.memo import DEFAULT_SIZE
 
@@ -337,6 +340,15 @@ def child(workdir: Path, budget: float, load_limit: int) -> dict[str, Any]:
     result["regex"] = _summary(lambda q: pattern.search(q.lower()), mix, recall, budget)
     result["regex"]["build_seconds"] = regex_build
     result["rapidfuzz"] = _summary(brute_force(terms), mix, recall, budget)
+    # The servers put the heap on huge pages (deterrence.hugepages): the same
+    # first sights on small pages, then on huge pages, one after the other here.
+    _set_memo(matcher, DEFAULT_SIZE)
+    result["small_pages"] = {"latency": _percentiles(_timed(matcher.match, mix, float("inf"))[0])}
+    started = time.perf_counter()
+    result["huge_pages_mib"] = back_heap_with_huge_pages() / 2**20
+    result["huge_pages_seconds"] = time.perf_counter() - started
+    _set_memo(matcher, DEFAULT_SIZE)
+    result["huge_pages"] = {"latency": _percentiles(_timed(matcher.match, mix, float("inf"))[0])}
     return result
 
 
@@ -408,6 +420,20 @@ def report(results: dict[int, dict[str, Any]], machine: dict[str, Any]) -> str:
         ratio = f"×{slow['p50'] / fast['p50']:.1f} / ×{slow['p99'] / fast['p99']:.1f}"
         cells = [_fmt_us(x["p50"]) + " / " + _fmt_us(x["p99"]) for x in (fast, slow)]
         lines.append(f"{r['terms']:>8,} {cells[0]:>17} {cells[1]:>17} {ratio:>13}")
+    lines += [
+        "",
+        "huge pages (deterrence.hugepages, as the servers run): the mix at first sight on small"
+        " pages,",
+        "then after the heap went on huge pages; p50 / p99 µs, the huge / small ratio, and what"
+        " it took",
+        f"{'terms':>8} {'small pages':>17} {'huge pages':>17} {'ratio':>13} {'collapsed':>18}",
+    ]
+    for r in results.values():
+        small, huge = r["small_pages"]["latency"], r["huge_pages"]["latency"]
+        ratio = f"×{huge['p50'] / small['p50']:.2f} / ×{huge['p99'] / small['p99']:.2f}"
+        cells = [_fmt_us(x["p50"]) + " / " + _fmt_us(x["p99"]) for x in (small, huge)]
+        took = f"{r['huge_pages_mib']:.0f} MiB, {r['huge_pages_seconds']:.2f} s"
+        lines.append(f"{r['terms']:>8,} {cells[0]:>17} {cells[1]:>17} {ratio:>13} {took:>18}")
     if any(r["load_seconds"] is None for r in results.values()):
         lines.append(
             "* load_lists did not finish within the limit (it looks up each term's line by"

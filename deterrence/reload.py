@@ -47,6 +47,7 @@ import anyio.to_thread
 
 from deterrence import pieces, remote_lists
 from deterrence.child_build import BuildCancelled, BuildUnavailable, ChildBuilder, build_here
+from deterrence.hugepages import back_heap_with_huge_pages
 from deterrence.lists import ListError, TermList, list_files
 from deterrence.matcher import Matcher
 from deterrence.remote_lists import Fetched, FetchError, RemoteList
@@ -299,6 +300,9 @@ class MatcherHolder:
         # request under way still holds it, it is emptied in pieces here instead.
         if sys.getrefcount(retired) == 2:  # this name, and getrefcount's argument
             pieces.release(retired, pieces.hand_over)
+        if self.settings.huge_pages:  # the new matcher's memory is on small pages
+            collapsed = back_heap_with_huge_pages()
+            logger.debug("after the reload: %d MiB on huge pages", collapsed >> 20)
         return ReloadResult("ok", lists)
 
     def _failed(self, reason: str, kind: str | None, problems: tuple[str, ...]) -> ReloadResult:

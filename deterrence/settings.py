@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     list_urls_allow_http: bool = False
     """Allow plain ``http://`` list URLs (tests, a trusted local mirror)."""
     redact_access_log: bool = True
+    huge_pages: bool = True
+    """Back the heap with transparent huge pages after start-up and after each
+    reload (Linux; see deterrence.hugepages): ~10 % faster matching at 100,000 terms."""
 
     # --- reverse proxy (`deterrence proxy`) ---------------------------------
     upstream: str | None = None

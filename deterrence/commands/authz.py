@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from deterrence.commands._common import add_lists_option, report_list_error, settings_overrides
-from deterrence.commands.serve import add_server_options, freeze_start_up_heap, serve
+from deterrence.commands.serve import add_server_options, prepare_start_up_heap, serve
 
 if TYPE_CHECKING:
     from deterrence.authz import AuthzApp
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"deterrence authz: http://{args.host}:{args.port}/", flush=True)
     if args.server == "uvicorn":
-        return serve(app, args, proxy_headers=False)
+        return serve(app, args, app.settings, proxy_headers=False)
     return serve_builtin(app, args)
 
 
@@ -61,7 +61,7 @@ def serve_builtin(app: AuthzApp, args: argparse.Namespace) -> int:
         loop_factory = uvloop.new_event_loop
     except ImportError:  # Windows
         loop_factory = None
-    freeze_start_up_heap()
+    prepare_start_up_heap(app.settings)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(
             decision_server.serve(app, host=args.host, port=args.port, quick=app.quick_answer)

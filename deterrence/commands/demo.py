@@ -50,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"  warning banner:   {base}/search?q={DEMO_WARN_TRIGGER}")
     print(f"  metrics:          {base}{app.settings.metrics_path}")
     print(f"  dashboard:        {base}{prefix}/dashboard")
-    return serve(app, args)
+    return serve(app, args, settings)

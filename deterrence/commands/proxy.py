@@ -51,4 +51,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"deterrence proxy: http://{args.host}:{args.port}/ -> {proxy.upstream}", flush=True)
     # proxy_headers=False: the proxy decides itself whom to believe about
     # X-Forwarded-*; date_header=False: the upstream's Date header is forwarded.
-    return serve(app, args, proxy_headers=False, date_header=False)
+    return serve(app, args, settings, proxy_headers=False, date_header=False)
