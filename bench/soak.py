@@ -29,7 +29,10 @@ blocked, RSS of the server(s) at start, after the first reload, half-way and at 
 end, p50/p99 latency overall (wrk) and of the probe inside the ``--window`` seconds
 after each rewrite versus outside, and the p99 of ``deterrence_match_duration_seconds``
 (a bucket bound, with the share within DESIGN §7's 250 µs) over the whole run, inside
-those windows and outside.
+those windows and outside. Last, the reload spike test, for the probe and for the
+matcher: the share of requests inside the windows slower than the p99 of the
+others (and of matches over 250 µs, against the others' share), beside the most
+that share reaches by chance when reloads change nothing.
 
     python -m bench.soak [--seconds 60] [--reload-every 5] [--terms 5000]
                          [--connections 16] [--probe-rate 50] [--window 2]
@@ -41,6 +44,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import math
 import os
 import random
 import re
@@ -334,6 +338,42 @@ def bucket_p99(buckets: Buckets) -> str:
     return "—"
 
 
+def share_above(
+    inside_above: float, inside_total: float, outside_share: float
+) -> tuple[float, float]:
+    """A reload spike test: the share of observations after a rewrite above a
+    bound that ``outside_share`` of the others exceed, and the most that share
+    could reach by chance with no spike (three standard errors above
+    ``outside_share``: a false alarm about once in 700 runs)."""
+    share = inside_above / inside_total if inside_total else float("nan")
+    chance = outside_share + 3 * math.sqrt(outside_share * (1 - outside_share) / inside_total)
+    return share, chance
+
+
+def probe_spike(inside: list[float], outside: list[float]) -> tuple[float, float]:
+    """Probe requests after a rewrite slower than the other times' p99."""
+    bound = percentile(outside, 99)
+    return share_above(sum(v > bound for v in inside), len(inside), 0.01)
+
+
+def matcher_spike(inside: Buckets, outside: Buckets) -> tuple[float, float]:
+    """Matches after a rewrite slower than the target, against the other times' share."""
+
+    def above(buckets: Buckets) -> tuple[float, float]:
+        total = buckets[-1][1] if buckets else 0.0
+        within = next((count for bound, count in buckets if bound == P99_TARGET), total)
+        return total - within, total
+
+    out_above, out_total = above(outside)
+    in_above, in_total = above(inside)
+    return share_above(in_above, in_total, out_above / out_total if out_total else 0.0)
+
+
+def spike_text(share: float, chance: float) -> str:
+    verdict = "SPIKE" if share > chance else "no spike"
+    return f"{share:.2%} (chance: up to {chance:.2%}): {verdict}"
+
+
 def admin_reload(port: int) -> None:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/_deterrence/admin/reload",
@@ -563,6 +603,16 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         [bucket_p99(inside) for inside, _ in matcher_splits],
     )
     row("matcher p99, other times", [bucket_p99(outside) for _, outside in matcher_splits])
+    row(
+        f"reload spike: probes ≤ {args.window:g} s after a rewrite slower than the other"
+        " times' p99",
+        [spike_text(*probe_spike(inside, outside)) for inside, outside in splits],
+    )
+    row(
+        f"reload spike: matches ≤ {args.window:g} s after a rewrite over"
+        f" {P99_TARGET * 1e6:.0f} µs, against other times",
+        [spike_text(*matcher_spike(inside, outside)) for inside, outside in matcher_splits],
+    )
     for r in reports:
         for line in (r.probe.wrong + r.probe.errors)[:5]:
             print(f"  {r.name}: {line}")
