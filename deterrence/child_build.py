@@ -9,7 +9,7 @@ of the build (5,000 terms: 0.05 s against 0.17 s). It comes in pieces
 the event loop between them, so requests wait a millisecond or two at most.
 
 One fresh interpreter per build, not a long-lived worker: lists change rarely, a
-build costs ~0.25 s of imports on the other core, and nothing sits idle holding a
+build costs ~0.1 s of imports on the other core, and nothing sits idle holding a
 copy of the matcher's memory in every server process. The child runs in a process
 group of its own, so a Ctrl-C or hang-up meant for the server does not reach it,
 but in the server's session: with the scheduler's autogroups (Linux's default),
