@@ -14,8 +14,8 @@ than whenever khugepaged gets to it. Go's runtime asks the same for its heap.
 
 Only ranges already almost wholly resident are collapsed: a huge page is resident
 whole, so a sparse range (a thread's stack, say) would grow the RSS. Memory
-allocated later is not covered; the servers call this after start-up and after
-each reload (``settings.huge_pages``).
+allocated later is not covered; the servers call this after start-up, and after
+a reload of a large list set (``settings.huge_pages``, reload.HUGE_PAGES_MIN_TERMS).
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def back_heap_with_huge_pages() -> int:
     """Ask the kernel to back the anonymous memory in use now with huge pages.
     Returns how many bytes it collapsed: 0 where it cannot (not Linux, huge
     pages ``never``, a kernel before 6.1) or where nothing is dense enough.
-    Never raises. The syscalls release the interpreter lock; on a 100,000-term
-    matcher this takes ~0.8 s, so call it off the event loop."""
+    Never raises. The syscalls release the interpreter lock, but the copy into huge
+    pages is kernel work on a core (~0.8 s for a 100,000-term matcher): call it
+    off the event loop, and rarely."""
     if sys.platform != "linux":
         return 0
     try:
