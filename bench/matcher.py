@@ -371,6 +371,28 @@ def _pct(pair: Sequence[int], digits: int = 1) -> str:
     return f"{hits / total:.{digits}%} ({hits}/{total})" if total else "-"
 
 
+def _two_passes(
+    results: dict[int, dict[str, Any]],
+    before: str,
+    after: str,
+    labels: tuple[str, str],
+    digits: int,
+    extra: tuple[str, Callable[[dict[str, Any]], str]] | None = None,
+) -> list[str]:
+    """A table of two passes over the same queries per size: p50 / p99 of each,
+    the ratio after / before, and an ``extra`` column."""
+    header = f"{'terms':>8} {labels[0]:>17} {labels[1]:>17} {'ratio':>13}"
+    rows = [header + (f" {extra[0]:>18}" if extra else "")]
+    for r in results.values():
+        first, second = r[before]["latency"], r[after]["latency"]
+        p50, p99 = second["p50"] / first["p50"], second["p99"] / first["p99"]
+        ratio = f"×{p50:.{digits}f} / ×{p99:.{digits}f}"
+        cells = [_fmt_us(x["p50"]) + " / " + _fmt_us(x["p99"]) for x in (first, second)]
+        row = f"{r['terms']:>8,} {cells[0]:>17} {cells[1]:>17} {ratio:>13}"
+        rows.append(row + (f" {extra[1](r):>18}" if extra else ""))
+    return rows
+
+
 def report(results: dict[int, dict[str, Any]], machine: dict[str, Any]) -> str:
     lines = [
         f"matcher benchmark: {machine['cpus']} CPUs, Python {machine['python']}, "
@@ -407,33 +429,30 @@ def report(results: dict[int, dict[str, Any]], machine: dict[str, Any]) -> str:
             for k in ("memo_off", "deterrence", "repeated")
         ]
         lines.append(f"{r['terms']:>8,} " + " ".join(f"{c:>17}" for c in cells))
+    paced = next(iter(results.values()))["paced"]["latency"]["n"]
     lines += [
         "",
-        f"paced: the first {PACED_QUERIES:,} queries of the mix at first sight, back to back, then"
+        f"paced: the first {paced:,} queries of the mix at first sight, back to back, then"
         f" each after {PACE_SECONDS * 1000:g} ms of sleep",
         "(as a server meets them, between requests); p50 / p99 µs and the paced / back-to-back"
         " ratio",
-        f"{'terms':>8} {'back to back':>17} {'paced':>17} {'ratio':>13}",
     ]
-    for r in results.values():
-        fast, slow = r["back_to_back"]["latency"], r["paced"]["latency"]
-        ratio = f"×{slow['p50'] / fast['p50']:.1f} / ×{slow['p99'] / fast['p99']:.1f}"
-        cells = [_fmt_us(x["p50"]) + " / " + _fmt_us(x["p99"]) for x in (fast, slow)]
-        lines.append(f"{r['terms']:>8,} {cells[0]:>17} {cells[1]:>17} {ratio:>13}")
+    lines += _two_passes(results, "back_to_back", "paced", ("back to back", "paced"), 1)
     lines += [
         "",
         "huge pages (deterrence.hugepages, as the servers run): the mix at first sight on small"
         " pages,",
         "then after the heap went on huge pages; p50 / p99 µs, the huge / small ratio, and what"
         " it took",
-        f"{'terms':>8} {'small pages':>17} {'huge pages':>17} {'ratio':>13} {'collapsed':>18}",
     ]
-    for r in results.values():
-        small, huge = r["small_pages"]["latency"], r["huge_pages"]["latency"]
-        ratio = f"×{huge['p50'] / small['p50']:.2f} / ×{huge['p99'] / small['p99']:.2f}"
-        cells = [_fmt_us(x["p50"]) + " / " + _fmt_us(x["p99"]) for x in (small, huge)]
-        took = f"{r['huge_pages_mib']:.0f} MiB, {r['huge_pages_seconds']:.2f} s"
-        lines.append(f"{r['terms']:>8,} {cells[0]:>17} {cells[1]:>17} {ratio:>13} {took:>18}")
+    lines += _two_passes(
+        results,
+        "small_pages",
+        "huge_pages",
+        ("small pages", "huge pages"),
+        2,
+        ("collapsed", lambda r: f"{r['huge_pages_mib']:.0f} MiB, {r['huge_pages_seconds']:.2f} s"),
+    )
     if any(r["load_seconds"] is None for r in results.values()):
         lines.append(
             "* load_lists did not finish within the limit (it looks up each term's line by"
