@@ -62,6 +62,17 @@ def test_words_inside_a_run_of_spaced_letters() -> None:
     # ... but not from a stretch inside it (3 letters more: beyond the allowance).
     assert term_of("q u e n d r i f i c x y z mirvel") is None
     assert term_of("report z o r b l a x") is None  # the allow phrase, spaced
+    assert term_of("q l i m e x") == "lime"
+
+
+def test_short_words_inside_a_run_of_spaced_letters() -> None:
+    # Stretches shorter than a vocabulary word's kept beginning are tried from
+    # every start; longer ones only where some word begins.
+    matcher = Matcher.from_terms(["zor", "qu", "vexil"])
+    for query, term in [("x z o r y", "zor"), ("a q u b", "qu"), ("b v e x i l q", "vexil")]:
+        match = matcher.match(query)
+        assert match is not None and match.term == term, query
+    assert matcher.match("x z o y q") is None
 
 
 def test_substring_terms_match_inside_words() -> None:
