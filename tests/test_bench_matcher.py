@@ -4,30 +4,19 @@ the figures it writes hold together."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from bench_support import run_bench
 
 
 @pytest.mark.slow
 def test_a_small_matcher_bench_runs_every_pass(tmp_path: Path) -> None:
     figures = tmp_path / "figures.json"
     options = ["--sizes", "1000", "--queries", "600", "--budget", "0.2", "--json", str(figures)]
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.matcher", *options],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    stdout = run_bench("matcher", *options, timeout=300)
     for heading in ("the memo", "paced: the first 600 queries", "huge pages", "baselines"):
-        assert heading in result.stdout, heading
+        assert heading in stdout, heading
     (size,) = json.loads(figures.read_text())["results"].values()
     assert size["deterrence"]["recall"][0] == size["deterrence"]["recall"][1] > 0
     for name in ("memo_off", "deterrence", "repeated", "back_to_back", "paced"):

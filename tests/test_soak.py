@@ -4,30 +4,18 @@ while the lists are rewritten, with every answer checked and nothing failing."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from bench_support import run_bench
 
 
 @pytest.mark.slow
 def test_a_short_soak_has_no_errors_and_every_reload_lands() -> None:
     options = ["--seconds", "8", "--reload-every", "2", "--terms", "300", "--connections", "4"]
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.soak", *options, "--probe-rate", "40"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    stdout = run_bench("soak", *options, "--probe-rate", "40", timeout=180)
     rows = {
         line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
-        for line in result.stdout.splitlines()
+        for line in stdout.splitlines()
         if line.startswith("| ") and line.count("|") == 4
     }
     assert rows["socket errors / non-2xx"] == ["0 / 0", "0 / 0"]
