@@ -345,7 +345,9 @@ def share_above(
     bound that ``outside_share`` of the others exceed, and the most that share
     could reach by chance with no spike (three standard errors above
     ``outside_share``: a false alarm about once in 700 runs)."""
-    share = inside_above / inside_total if inside_total else float("nan")
+    if not inside_total:
+        return float("nan"), float("nan")  # no rewrite fell inside the run
+    share = inside_above / inside_total
     chance = outside_share + 3 * math.sqrt(outside_share * (1 - outside_share) / inside_total)
     return share, chance
 
@@ -370,6 +372,8 @@ def matcher_spike(inside: Buckets, outside: Buckets) -> tuple[float, float]:
 
 
 def spike_text(share: float, chance: float) -> str:
+    if math.isnan(share):
+        return "—"
     verdict = "SPIKE" if share > chance else "no spike"
     return f"{share:.2%} (chance: up to {chance:.2%}): {verdict}"
 

@@ -27,6 +27,13 @@ def test_a_short_soak_has_no_errors_and_every_reload_lands() -> None:
         assert rewrites >= 2 and ok == rewrites and error == 0
     # The load's queries are distinct, so matching work is timed throughout, not
     # only right after reloads: both sides of the split hold many observations.
+    # The spike test is reported for both targets (its verdict depends on the
+    # machine: a short run on a shared one is no place to assert it).
+    spike_rows = [label for label in rows if label.startswith("reload spike:")]
+    assert len(spike_rows) == 2, list(rows)
+    for label in spike_rows:
+        for cell in rows[label]:
+            assert re.fullmatch(r"[\d.]+% \(chance: up to [\d.]+%\): (SPIKE|no spike)", cell), cell
     for label in ("matcher p99, ≤ 2 s after a rewrite", "matcher p99, other times"):
         for cell in rows[label]:
             found = re.search(r"\(n=([\d,]+),", cell)
