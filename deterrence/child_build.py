@@ -44,6 +44,7 @@ from typing import IO, Any, cast
 
 import deterrence
 from deterrence import pieces
+from deterrence.collector import collector_paused
 from deterrence.lists import ListError, load_lists
 from deterrence.matcher import Matcher
 
@@ -263,24 +264,6 @@ def yielding_often() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[bool]:
-    """Keep the cycle collector from starting on its own while a matcher is
-    unpickled: everything that arrives survives anyway, and the collections its
-    allocations trigger would each walk the old matcher, the new one and the rest
-    of the heap in one hold of the interpreter lock (30,000 terms: 9 full
-    collections in 4 reloads, up to 0.15 s each; none with the collector paused).
-    Yields whether it paused it (not when the application runs without it)."""
-    if not gc.isenabled():
-        yield False  # the application runs without it: leave that alone
-        return
-    gc.disable()
-    try:
-        yield True
-    finally:
-        gc.enable()
 
 
 def child_main() -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import ahocorasick
 
+from deterrence.collector import collector_paused
 from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, load_lists
 from deterrence.memo import DEFAULT_SIZE, UNSEEN, Memo, Unseen
@@ -157,6 +158,10 @@ class Matcher:
     """Matches queries against a set of term lists."""
 
     def __init__(self, lists: Sequence[TermList], *, memo_size: int = DEFAULT_SIZE) -> None:
+        with collector_paused():  # everything built here survives (deterrence.collector)
+            self._build(lists, memo_size)
+
+    def _build(self, lists: Sequence[TermList], memo_size: int) -> None:
         self.lists: tuple[TermList, ...] = tuple(lists)
         # The one mutable part: answers for recent queries and candidates for
         # recent words (they never change, so remembering them is safe).
