@@ -112,8 +112,12 @@ def group_shifts(
 
 
 def _key(word: str, bounds: Sequence[int], group: Group) -> Key:
-    parts = [word[bounds[part] : bounds[part + 1]] for part in group]
-    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+    first = group[0]
+    part = word[bounds[first] : bounds[first + 1]]
+    if len(group) == 1:
+        return part
+    second = group[1]
+    return part, word[bounds[second] : bounds[second + 1]]
 
 
 def _deletions(word: str) -> list[str]:
@@ -163,31 +167,36 @@ def _group_slices(
     return tuple(slices)
 
 
-def _posting(words: list[str]) -> Posting:
-    return words[0] if len(words) == 1 else tuple(words)
-
-
 class FuzzyIndex:
     """Immutable once built; safe to share across threads."""
 
     def __init__(self, words: Sequence[str], word_ids: Iterable[int]) -> None:
-        postings: dict[Table, dict[Key, list[str]]] = defaultdict(lambda: defaultdict(list))
+        postings: dict[Table, defaultdict[Key, list[str]]] = defaultdict(lambda: defaultdict(list))
+        deletions = postings[DELETIONS]
         parts: dict[str, str] = {}  # one string for each part, however many pairs hold it
         self._ids: dict[str, int] = {}
         for word_id in sorted(set(word_ids)):
             word = words[word_id]
-            if allowance(len(word)) == 0:
+            length = len(word)
+            if allowance(length) == 0:
                 continue
             self._ids[word] = word_id
+            if length <= DELETION_MAX:  # most words: one table, string keys
+                for deletion in {word, *_deletions(word)}:
+                    deletions[deletion].append(word)
+                continue
             for table, key in term_keys(word):
                 if isinstance(key, tuple):
                     key = (parts.setdefault(key[0], key[0]), parts.setdefault(key[1], key[1]))
                 postings[table][key].append(word)
         # One table for the deletions and one per group of parts: a lookup
-        # needs no key prefix.
+        # needs no key prefix. One word is stored bare (Posting).
         self._tables: dict[Table, dict[Key, Posting]] = {
-            table: {key: _posting(found) for key, found in keys.items()}
+            table: {
+                key: found[0] if len(found) == 1 else tuple(found) for key, found in keys.items()
+            }
             for table, keys in postings.items()
+            if keys
         }
         self.__setstate__((self._ids, self._tables))
 
