@@ -22,7 +22,7 @@ enough to stay selective at 100,000 terms:
 
 A transposition across a boundary touches the two parts beside it, so the
 index also holds the parts that the word with the letters at a boundary
-swapped keeps intact (see term_keys). The deletions, and each group of parts,
+swapped keeps intact (see part_keys). The deletions, and each group of parts,
 have a table of their own, so posting lists stay short and a probe needs no key
 prefix. A group's table serves every term length: where several term lengths
 put a part at the same place in the query word, it is looked up once (a quarter
@@ -129,10 +129,10 @@ def _swap(word: str, at: int) -> str:
     return word[: at - 1] + word[at] + word[at - 1] + word[at + 1 :]
 
 
-def term_keys(word: str) -> set[tuple[Table, Key]]:
+def part_keys(word: str) -> set[tuple[Table, Key]]:
+    """The keys of a two-edit word (DELETION_MAX + 1 letters or more), each with
+    the table of its group of parts."""
     length = len(word)
-    if length <= DELETION_MAX:
-        return {(DELETIONS, key) for key in (word, *_deletions(word))}
     bounds = part_bounds(length)
     last = len(bounds) - 2
     keys = {(group, _key(word, bounds, group)) for group in groups(length)}
@@ -181,11 +181,11 @@ class FuzzyIndex:
             if allowance(length) == 0:
                 continue
             self._ids[word] = word_id
-            if length <= DELETION_MAX:  # most words: one table, string keys
+            if length <= DELETION_MAX:  # one edit (most words): itself and its deletions
                 for deletion in {word, *_deletions(word)}:
                     deletions[deletion].append(word)
                 continue
-            for table, key in term_keys(word):
+            for table, key in part_keys(word):
                 if isinstance(key, tuple):
                     key = (parts.setdefault(key[0], key[0]), parts.setdefault(key[1], key[1]))
                 postings[table][key].append(word)
