@@ -543,34 +543,39 @@ def _word_by_word(query: str) -> tuple[list[Token], bool] | None:
             continue
         if previous_general:
             return None
-        raw_words, separators, pending = _split_words(word)
+        word_tokens, pending = _general_tokens(word)
         if pending:
             return None
-        _merge_spaced(raw_words, separators)
-        tokens.extend(_read_tokens(raw_words, separators))
+        tokens.extend(word_tokens)
         general = previous_general = True
     return tokens, general
 
 
-def _letter_tokens(query: str) -> list[Token] | None:
-    """_word_by_word for a query whose every word is read from its letters."""
-    found = _word_by_word(query)
-    return found[0] if found is not None and not found[1] else None
-
-
 def tokenize(query: str) -> list[Token]:
     """The canonical tokens of ``query``; never raises for any ``str``."""
+    return _read_query(query)[0]
+
+
+def _read_query(query: str) -> tuple[list[Token], bool]:
+    """The tokens of ``query`` by the quickest path that reads it exactly, and
+    whether some of them may join weakly (only the general path makes joins)."""
     plain = _plain_tokens(query)
     if plain is not None:
-        return plain
+        return plain, False
     found = _word_by_word(query)
-    return found[0] if found is not None else _tokenize(query)
+    return found if found is not None else (_tokenize(query), True)
 
 
 def _tokenize(query: str) -> list[Token]:
-    raw_words, separators, _ = _split_words(query)
+    return _general_tokens(query)[0]
+
+
+def _general_tokens(query: str) -> tuple[list[Token], int]:
+    """The general path: the tokens, and the flags still waiting at the end for a
+    letter (see _split_words)."""
+    raw_words, separators, pending = _split_words(query)
     _merge_spaced(raw_words, separators)
-    return _read_tokens(raw_words, separators)
+    return _read_tokens(raw_words, separators), pending
 
 
 def _read_tokens(raw_words: list[_RawWord], separators: list[str]) -> list[Token]:
@@ -609,15 +614,8 @@ class CanonicalText(NamedTuple):
 
 
 def canonical_text(query: str) -> CanonicalText:
-    plain = _plain_tokens(query)
-    if plain is not None:
-        return _plain_text(plain)
-    found = _word_by_word(query)
-    if found is None:
-        return _joined_text(_tokenize(query))
-    tokens, general = found
-    # A word read by the general path may hold weak joins; the others never do.
-    return _joined_text(tokens) if general else _plain_text(tokens)
+    tokens, may_join = _read_query(query)
+    return _joined_text(tokens) if may_join else _plain_text(tokens)
 
 
 def _joined_text(tokens: list[Token]) -> CanonicalText:

@@ -9,12 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deterrence.text import (
+    Token,
     Transform,
     _joined_text,
-    _letter_tokens,
     _plain_text,
     _plain_tokens,
     _tokenize,
+    _word_by_word,
     canonical_text,
     canonicalize,
     term_words,
@@ -153,6 +154,12 @@ def test_the_plain_fast_path_agrees_with_the_full_one(query: str) -> None:
 # (Cyrillic о, Greek ο), Cyrillic and Greek without one, fullwidth, Han and
 # kana (no spaces), the micro sign, and a combining mark on its own.
 _LETTERS = "abzAZéÉüßﬁоОхдлοαλωｚＡ漢字かナµ\u0301"
+
+
+def _letter_tokens(query: str) -> list[Token] | None:
+    """The letters fast path alone: _word_by_word when no word needed the general path."""
+    found = _word_by_word(query)
+    return found[0] if found is not None and not found[1] else None
 
 
 @settings(max_examples=600, deadline=None)
