@@ -355,19 +355,31 @@ def _huge_pages_pair(matcher: Any, mix: Sequence[tuple[str, str]]) -> dict[str, 
     ready_read, ready_write = os.pipe()
     answer_read, answer_write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the fork: collapse, say so, then measure
-        started = time.perf_counter()
-        collapsed = back_heap_with_huge_pages()
-        seconds = time.perf_counter() - started
-        os.write(ready_write, b"x")
-        _set_memo(matcher, DEFAULT_SIZE)
-        samples = _timed(matcher.match, mix, float("inf"))[0]
-        answer = {"latency": _percentiles(samples), "mib": collapsed / 2**20, "seconds": seconds}
-        with os.fdopen(answer_write, "w") as out:
-            json.dump(answer, out)
-        os._exit(0)
+    if pid == 0:  # the fork: collapse, say so, then measure; never return from here
+        try:
+            os.close(ready_read)
+            os.close(answer_read)
+            started = time.perf_counter()
+            collapsed = back_heap_with_huge_pages()
+            seconds = time.perf_counter() - started
+            os.write(ready_write, b"x")
+            _set_memo(matcher, DEFAULT_SIZE)
+            samples = _timed(matcher.match, mix, float("inf"))[0]
+            answer = {
+                "latency": _percentiles(samples),
+                "mib": collapsed / 2**20,
+                "seconds": seconds,
+            }
+            with os.fdopen(answer_write, "w") as out:
+                json.dump(answer, out)
+        finally:
+            os._exit(0)
+    # Only the fork holds the write ends now: if it dies, the reads below end
+    # (and json.load fails) instead of waiting for ever.
+    os.close(ready_write)
     os.close(answer_write)
     os.read(ready_read, 1)
+    os.close(ready_read)
     _set_memo(matcher, DEFAULT_SIZE)
     small = {"latency": _percentiles(_timed(matcher.match, mix, float("inf"))[0])}
     with os.fdopen(answer_read) as answers:
