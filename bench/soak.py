@@ -324,11 +324,16 @@ P99_TARGET = 250e-6
 """DESIGN §7's p99 for a match."""
 
 
+def within_target(buckets: Buckets) -> float:
+    """How many observations took P99_TARGET or less (nan: no such bucket)."""
+    return next((count for bound, count in buckets if bound == P99_TARGET), float("nan"))
+
+
 def bucket_p99(buckets: Buckets) -> str:
     """The bucket bound that holds 99 % of the observations, how many there were,
     and the share within the target."""
     total = buckets[-1][1] if buckets else 0.0
-    within = next((count for bound, count in buckets if bound == P99_TARGET), float("nan"))
+    within = within_target(buckets)
     for bound, count in buckets:
         if total and count >= 0.99 * total:
             bound_text = f"≤ {bound * 1e6:.0f} µs" if bound < 1 else f"≤ {bound:g} s"
@@ -363,7 +368,7 @@ def matcher_spike(inside: Buckets, outside: Buckets) -> tuple[float, float]:
 
     def above(buckets: Buckets) -> tuple[float, float]:
         total = buckets[-1][1] if buckets else 0.0
-        within = next((count for bound, count in buckets if bound == P99_TARGET), total)
+        within = within_target(buckets) if buckets else 0.0
         return total - within, total
 
     out_above, out_total = above(outside)
