@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache, reduce
-from operator import itemgetter, or_
+from functools import lru_cache
+from operator import itemgetter
 from typing import NamedTuple
 
 
@@ -214,6 +215,12 @@ class Token(NamedTuple):
     Transform (SEPARATOR) that a join across it needs."""
     inner: tuple[int, ...] = ()
     """Offsets inside ``text`` where a spaced-letter word may start or end."""
+
+
+_new_tuple = tuple.__new__
+"""``_new_tuple(Token, (text, flags, (), 0, ()))`` is ``Token(text, flags)`` without
+NamedTuple's ``__new__`` in Python (0.24 against 0.45 µs): the fast paths make a
+token for every word."""
 
 
 @dataclass(slots=True)
@@ -437,7 +444,7 @@ def _plain_tokens(query: str) -> list[Token] | None:
     case = Transform.CASE if lowered != stripped else 0
     if _DOUBLED.search(lowered) is None:  # the usual case: nothing to collapse
         if not case:
-            return [Token(word, 0) for word in lowered.split()]
+            return [_new_tuple(Token, (word, 0, (), 0, ())) for word in lowered.split()]
         return [
             Token(word, Transform.CASE if word != original else 0)
             for word, original in zip(lowered.split(), stripped.split(), strict=True)
@@ -457,7 +464,42 @@ def _plain_tokens(query: str) -> list[Token] | None:
     return tokens
 
 
-@lru_cache(maxsize=16384)
+_TABLE_LIMIT = 16384
+"""Characters each translate table below remembers (as _read_char's cache):
+a query of characters never seen still reads correctly, only slower."""
+
+
+class _CharTable(dict[int, str]):
+    """A ``str.translate`` table filled on first sight of each character, so that
+    a whole query is read in one C call once its characters are known."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Callable[[str], str]) -> None:
+        super().__init__()
+        self._read = read
+
+    def __missing__(self, code: int) -> str:
+        value = self._read(chr(code))
+        if len(self) < _TABLE_LIMIT:
+            self[code] = value
+        return value
+
+
+# What a letter's class character says of it (the classes are Latin-1 characters,
+# one cached object each, so a set of them is cheap). The flags a letter can
+# carry keep their Transform bits.
+_LETTER_FLAGS = Transform.CASE | Transform.COMPATIBILITY | Transform.DIACRITICS
+_NO_SPACE = 4  # in a script written without spaces (Transform.INVISIBLE is never a letter's)
+_SPACED = 16  # in any other script
+_LATIN = 32  # reads as Latin letters
+_LOOKALIKE_SCRIPT = 64  # Greek, Cyrillic or Armenian: it may stand for a Latin letter
+_NOT_LETTERS = _NO_SPACE | _SPACED
+"""A character that does not read as letters of one kind; as the classes of a
+word are OR-ed together, a mix of scripts with and without spaces reads so too."""
+_CLASS_BASE = 128
+
+
 def _letter_reading(ch: str) -> tuple[str, int, bool, str | None, bool] | None:
     """For a character that reads as letters only: its reading, its flags,
     whether its script goes without spaces, the Latin letter it stands for when
@@ -479,34 +521,78 @@ def _letter_reading(ch: str) -> tuple[str, int, bool, str | None, bool] | None:
     return "".join([c.char for c in chars]), flags, no_space.pop(), stands_for, latin
 
 
-def _letter_word(word: str) -> Token | None:
-    """_readings of a word of letters only, from its characters' cached
-    readings: the same steps 4 and 8, without the general path's objects."""
-    readings = list(map(_letter_reading, word))
-    if not readings or None in readings:
-        return None  # two spaces in a row, or not only letters
-    texts, flag_sets, no_space, stands_for, latin = zip(*readings, strict=True)
-    if len(set(no_space)) > 1:
+def _letter_class(ch: str) -> str:
+    if ch == " ":
+        return " "  # so that a query's classes split into words as the query does
+    found = _letter_reading(ch)
+    if found is None:
+        return chr(_CLASS_BASE | _NOT_LETTERS)
+    _, flags, no_space, _, latin = found
+    if flags & ~_LETTER_FLAGS:
+        return chr(_CLASS_BASE | _NOT_LETTERS)  # never so; the general path would read it
+    bits = flags
+    bits |= _NO_SPACE if no_space else _SPACED
+    bits |= _LATIN if latin else 0
+    bits |= _LOOKALIKE_SCRIPT if any(c.script in _LOOKALIKE_SCRIPTS for c in _read_char(ch)) else 0
+    return chr(_CLASS_BASE | bits)
+
+
+def _letters_of(ch: str) -> str:
+    found = _letter_reading(ch)
+    return ch if found is None else found[0]  # what is not a letter is never read here
+
+
+def _latin_letters_of(ch: str) -> str:
+    found = _letter_reading(ch)
+    return ch if found is None else found[3] or found[0]
+
+
+def _stands_for(ch: str) -> str:
+    found = _letter_reading(ch)
+    return "" if found is None else found[3] or ""
+
+
+_LETTER_CLASSES = _CharTable(_letter_class)
+_LETTERS = _CharTable(_letters_of)
+_LATIN_LETTERS = _CharTable(_latin_letters_of)
+"""Look-alikes as the Latin letters they stand for, other letters as _LETTERS."""
+_STANDS_FOR = _CharTable(_stands_for)
+"""Look-alikes as the Latin letters they stand for; anything else dropped."""
+
+
+def _letter_word(word: str, classes: str, letters: str) -> Token | None:
+    """_readings of a word of letters only, from its characters' classes and
+    readings (the word through _LETTER_CLASSES and _LETTERS): the same steps 4
+    and 8, without the general path's objects. None when the word is not only
+    letters, mixes scripts with and without spaces, or reads as one letter."""
+    bits = 0
+    for kind in set(classes):
+        bits |= ord(kind)
+    if bits & _NOT_LETTERS == _NOT_LETTERS:
         return None
-    flags = reduce(or_, flag_sets)
-    reading = "".join(texts)
+    flags = bits & _LETTER_FLAGS
     alternative: str | None = None
-    if any(stands_for):
-        if any(latin):
-            # Step 4: look-alikes inside a word with Latin letters read as Latin.
-            reading = "".join([m or t for t, m in zip(texts, stands_for, strict=True)])
-            flags |= Transform.LOOKALIKE
-        elif all(stands_for):
-            # A word wholly of look-alikes is also read as the Latin word it imitates.
-            alternative = "".join(stands_for)
-    text, text_flags = _collapsed(reading, flags)
+    if bits & _LOOKALIKE_SCRIPT:
+        stands_for = word.translate(_STANDS_FOR)
+        if stands_for:
+            if bits & _LATIN:
+                # Step 4: look-alikes inside a word with Latin letters read as Latin.
+                letters = word.translate(_LATIN_LETTERS)
+                flags |= Transform.LOOKALIKE
+            elif len(stands_for) == len(word):
+                # A word wholly of look-alikes is also read as the Latin word it imitates.
+                alternative = stands_for
+    if alternative is None and _DOUBLED.search(letters) is None:
+        text, text_flags = letters, flags  # the usual case: nothing to collapse
+    else:
+        text, text_flags = _collapsed(letters, flags)
     if len(text) < 2:
         return None  # step 7 may join it with its neighbours
     if alternative is not None:
         other, other_flags = _collapsed(alternative, flags | Transform.LOOKALIKE)
         if other != text:
             return Token(text, text_flags, ((other, other_flags),))
-    return Token(text, text_flags)
+    return _new_tuple(Token, (text, text_flags, (), 0, ()))
 
 
 def _collapsed(reading: str, flags: int) -> tuple[str, int]:
@@ -531,12 +617,16 @@ def _word_by_word(query: str) -> tuple[list[Token], bool] | None:
     stripped = query.strip(" ")
     if not stripped:
         return None
+    # Each word's characters' classes and readings, for the whole query in two
+    # C calls; a space is read as a space, so the three split alike.
+    classes = stripped.translate(_LETTER_CLASSES).split(" ")
+    letters = stripped.translate(_LETTERS).split(" ")
     tokens: list[Token] = []
     general = previous_general = False
-    for word in stripped.split(" "):
+    for word, word_classes, word_letters in zip(stripped.split(" "), classes, letters, strict=True):
         if not word:
             continue  # two spaces in a row
-        token = _letter_word(word)
+        token = _letter_word(word, word_classes, word_letters)
         if token is not None:
             tokens.append(token)
             previous_general = False

@@ -178,6 +178,24 @@ def test_the_letters_fast_path_agrees_with_the_full_one(words: list[str], space:
     assert canonical_text(query) == _joined_text(full)
 
 
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.lists(
+        st.text(st.characters(categories=["L", "M", "Nd", "Nl", "No"]), min_size=1, max_size=8),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_the_letters_fast_path_agrees_in_every_script(words: list[str]) -> None:
+    """Letters, marks and digits from anywhere in Unicode: the letters' shortcut
+    reads each word from its characters' classes and readings (translate
+    tables), and must give what the general path gives, or decline."""
+    query = " ".join(words)
+    full = _tokenize(query)
+    assert tokenize(query) == full, query
+    assert canonical_text(query) == _joined_text(full), query
+
+
 # Besides letters: what sends a word through the general path — punctuation,
 # leet digits and symbols, an invisible character, a lone combining mark, a
 # non-ASCII space — and single letters, which may run together (step 7).
