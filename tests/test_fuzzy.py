@@ -3,7 +3,12 @@ finds: no word within its allowance is missed, none beyond it is returned."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 from rapidfuzz.distance import OSA
 
@@ -86,3 +91,26 @@ def test_parts_move_only_as_far_as_the_length_difference_allows() -> None:
     assert group_shifts((0, 1), 4, 2, 0) == ((0, 0),)
     assert group_shifts((2, 3), 4, 2, 2) == ((-2, -2),)
     assert group_shifts((1, 2), 4, 2, 0) == ((-1, -1), (0, 0), (1, 1))
+
+
+def test_the_term_reported_on_a_tie_is_the_same_in_every_process(tmp_path: Path) -> None:
+    """Two terms one edit from the query: str hashes, which differ from process to
+    process, must not decide which one a match reports."""
+    terms = ["zorblaxa", "zorblaxe", "quindrelo", "quindrela", "mivostrak", "mivostrek"]
+    listing = tmp_path / "ties.txt"
+    listing.write_text("\n".join(terms) + "\n", encoding="utf-8")
+    queries = ["zorblaxi", "quindreli", "mivostrik"]
+    reported = set()
+    for seed in range(6):
+        done = subprocess.run(
+            [sys.executable, "-m", "deterrence", "match", "--json", "--lists", str(listing)],
+            input="\n".join(queries) + "\n",
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        )
+        answers = [json.loads(line) for line in done.stdout.splitlines()]
+        assert all(answer["matched"] for answer in answers)
+        reported.add(tuple(answer["term"] for answer in answers))
+    assert len(reported) == 1, reported
