@@ -33,6 +33,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
+from itertools import pairwise
 from pathlib import Path
 
 import ahocorasick
@@ -354,7 +355,10 @@ class Matcher:
         if not canonical.tokens:
             return None
         hits = self._exact_hits(canonical)
-        hits.extend(self._lattice_hits(canonical))
+        hits.extend(self._lattice_hits(canonical.tokens))
+        for index, token in enumerate(canonical.tokens):
+            if token.spaces:
+                hits.extend(self._run_phrase_hits(index, token))
         return self._decide(hits) if hits else None
 
     def _exact_hits(self, canonical: CanonicalText) -> list[_Hit]:
@@ -384,8 +388,7 @@ class Matcher:
                 hits.append(_Hit(pattern, max(first, 0), last + 1, 0, flags, joined))
         return hits
 
-    def _edges(self, canonical: CanonicalText) -> list[_Edge]:
-        tokens = canonical.tokens
+    def _edges(self, tokens: Sequence[Token]) -> list[_Edge]:
         edges: list[_Edge] = []
         for index, token in enumerate(tokens):
             edges.append(_Edge(index, index + 1, token.text, token.flags, {}))
@@ -464,8 +467,8 @@ class Matcher:
         self._word_memo.put(text, found)
         return found
 
-    def _lattice_hits(self, canonical: CanonicalText) -> list[_Hit]:
-        edges = self._edges(canonical)
+    def _lattice_hits(self, tokens: Sequence[Token]) -> list[_Hit]:
+        edges = self._edges(tokens)
         found = False
         for edge in edges:
             if not edge.inside:
@@ -505,6 +508,19 @@ class Matcher:
                             if hit is not None:
                                 hits.append(hit)
         return hits
+
+    def _run_phrase_hits(self, index: int, token: Token) -> list[_Hit]:
+        """Terms in a run of single letters whose letters the query separated by
+        punctuation within words and by spaces between them (``z.o.r.b q.u.u.x``):
+        the stretches between its spaces are read as the words of a query of their
+        own, fuzzily as any words, and what matches there spans the run. The run
+        itself only has exact stretches and, fuzzily, its whole (_spaced_words)."""
+        cuts = (0, *token.spaces, len(token.text))
+        words = [Token(token.text[start:end], token.flags) for start, end in pairwise(cuts)]
+        return [
+            _Hit(hit.pattern, index, index + 1, hit.distance, hit.flags, hit.joined)
+            for hit in self._lattice_hits(words)
+        ]
 
     def _within(self, pattern_index: int, word: str, distance: int) -> bool:
         if distance == 0:

@@ -215,10 +215,13 @@ class Token(NamedTuple):
     Transform (SEPARATOR) that a join across it needs."""
     inner: tuple[int, ...] = ()
     """Offsets inside ``text`` where a spaced-letter word may start or end."""
+    spaces: tuple[int, ...] = ()
+    """Those of ``inner`` where the query had whitespace, when others had
+    punctuation (``z.o.r b.l.a.x``): there the query separated words."""
 
 
 _new_tuple = tuple.__new__
-"""``_new_tuple(Token, (text, flags, (), 0, ()))`` is ``Token(text, flags)`` without
+"""``_new_tuple(Token, (text, flags, (), 0, (), ()))`` is ``Token(text, flags)`` without
 NamedTuple's ``__new__`` in Python (0.24 against 0.45 µs): the fast paths make a
 token for every word."""
 
@@ -228,6 +231,7 @@ class _RawWord:
     chars: list[_Char] = field(default_factory=list)
     flags: int = 0
     inner: list[int] = field(default_factory=list)  # offsets of merged single letters
+    spaces: list[int] = field(default_factory=list)  # those after whitespace
 
 
 _REPEATED_LETTER = re.compile(r"([^\W\d_])\1+")
@@ -330,6 +334,7 @@ def _readings(word: _RawWord) -> Token | None:
     variants = [chars[start:end], chars] if (start, end) != (0, len(chars)) else [chars]
     readings: list[tuple[str, int]] = []
     inner: tuple[int, ...] = ()
+    spaces: tuple[int, ...] = ()
     for candidate in variants:
         for reading in (_read_word(candidate, word.flags), _latin_reading(candidate, word.flags)):
             if reading is None or not reading[0]:
@@ -339,12 +344,20 @@ def _readings(word: _RawWord) -> Token | None:
             if all(text != seen for seen, _ in readings):
                 if not readings:
                     inner = collapsed_inner
+                    if word.spaces:
+                        spaces = _collapse(reading[0], tuple(word.spaces))[1]
                 readings.append((text, flags))
     if not readings:
         return None
     (text, flags), *alternatives = readings
+    inner = tuple(o for o in inner if 0 < o < len(text))
+    spaces = tuple(o for o in spaces if 0 < o < len(text))
     return Token(
-        text, flags, tuple(alternatives), inner=tuple(o for o in inner if 0 < o < len(text))
+        text,
+        flags,
+        tuple(alternatives),
+        inner=inner,
+        spaces=spaces if len(spaces) < len(inner) else (),  # all spaces: no word to tell
     )
 
 
@@ -407,9 +420,11 @@ def _merge_spaced(words: list[_RawWord], separators: list[str]) -> None:
             j += 1
         if j - i >= 3 and any(c.kind == LETTER for w in words[i:j] for c in w.chars):
             merged = _RawWord(flags=Transform.SPACING)
-            for w in words[i:j]:
+            for k, w in enumerate(words[i:j], start=i):
                 if merged.chars:
                     merged.inner.append(len(merged.chars))
+                    if " " in separators[k]:
+                        merged.spaces.append(len(merged.chars))
                 merged.chars.extend(w.chars)
                 merged.flags |= w.flags
             words[i:j] = [merged]
@@ -444,7 +459,7 @@ def _plain_tokens(query: str) -> list[Token] | None:
     case = Transform.CASE if lowered != stripped else 0
     if _DOUBLED.search(lowered) is None:  # the usual case: nothing to collapse
         if not case:
-            return [_new_tuple(Token, (word, 0, (), 0, ())) for word in lowered.split()]
+            return [_new_tuple(Token, (word, 0, (), 0, (), ())) for word in lowered.split()]
         return [
             Token(word, Transform.CASE if word != original else 0)
             for word, original in zip(lowered.split(), stripped.split(), strict=True)
@@ -592,7 +607,7 @@ def _letter_word(word: str, classes: str, letters: str) -> Token | None:
         other, other_flags = _collapsed(alternative, flags | Transform.LOOKALIKE)
         if other != text:
             return Token(text, text_flags, ((other, other_flags),))
-    return _new_tuple(Token, (text, text_flags, (), 0, ()))
+    return _new_tuple(Token, (text, text_flags, (), 0, (), ()))
 
 
 def _collapsed(reading: str, flags: int) -> tuple[str, int]:

@@ -32,7 +32,7 @@ from deterrence.evaluation import (
 )
 from deterrence.lists import Rule, Term, TermList
 from deterrence.matcher import Match, Matcher
-from deterrence.text import LOOKALIKES, canonicalize, is_no_space_script
+from deterrence.text import LOOKALIKES, canonical_text, canonicalize, is_no_space_script
 
 MATCHER = Matcher(
     [
@@ -332,3 +332,22 @@ def test_plain_words_within_the_allowance_always_match(words: list[str]) -> None
     near = [r for r in readings(words) if within_allowance(r)]
     if near:
         assert EXACT.match(query) is not None, (query, near)
+
+
+def test_punctuated_letters_of_two_words_with_edits() -> None:
+    """A run of single letters (step 7) spans the spaces between the words that
+    punctuation spelt out letter by letter; those words are still matched
+    fuzzily (found by test_a_match_survives_two_evasions)."""
+    for term, query in [
+        ("babarb babababai", "b&a&b&a&r&b z&b&a&h&b&a&b&a&b&a&i"),
+        ("bababababrai bababrarb", "b*a*b*a*b*a*b*a*k*b*a*i b*a*l*b*a*k*b*r*a*r*b"),
+        ("zorblax", "q.u.u.x z.o.r.b.l.i.x"),
+    ]:
+        found = Matcher.from_terms([term]).match(query)
+        assert found is not None, query
+        assert found.distance > 0
+    # Letters spaced with nothing but spaces tell no words apart: one run, as before.
+    (token,) = canonical_text("z o r b l i x q u u x").tokens
+    assert token.inner and not token.spaces
+    (token,) = canonical_text("z.o.r b.l.i.x").tokens
+    assert token.spaces == (3,)
