@@ -33,6 +33,32 @@ def test_big_containers_come_in_pieces_and_keep_their_order_and_sharing() -> Non
     assert pauses == 4 + 4 + 1
 
 
+def test_objects_shared_between_the_root_and_the_pieces_stay_one_object() -> None:
+    """The pieces go through a second pickler (no persistent_id, much faster); it
+    continues the first one's memo, so a string met in the root and again in a
+    piece is one string after loading, as in the matcher (its words tuple and its
+    vocabulary's keys), and the pieces after a nested container too."""
+    size = pieces.PIECE_ITEMS * 2 + 3
+    words = tuple(f"word{i}" for i in range(size))
+    fresh = [f"fresh{i}" for i in range(size)]  # first met in a piece, not in the root
+    inner = {i: words[i] for i in range(size)}
+    obj = {
+        "words": words,
+        "vocabulary": {w: i for i, w in enumerate(words)},
+        "first": {i: fresh[i] for i in range(size)},
+        "nested": {0: inner, **{i: fresh[i] for i in range(1, size)}},
+        "after": set(fresh),
+    }
+    loaded, _ = _round_trip(obj)
+    assert loaded == obj
+    first = loaded["words"][0]
+    assert next(iter(loaded["vocabulary"])) is first
+    assert loaded["nested"][0][0] is first
+    assert loaded["nested"][1] is loaded["first"][1]
+    assert loaded["first"][5] in loaded["after"]
+    assert any(w is loaded["first"][5] for w in loaded["after"])
+
+
 def test_nested_big_containers_are_filled_too() -> None:
     size = pieces.PIECE_ITEMS + 1
     inner = {i: i for i in range(size)}
