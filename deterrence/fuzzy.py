@@ -275,10 +275,10 @@ class FuzzyIndex:
                 if distance <= limit:
                     found[ids[pool[0]]] = distance
             elif pool:
-                near_words = extract(
+                within = extract(
                     text, set(pool), scorer=OSA.distance, score_cutoff=limit, limit=None
                 )
                 # Ties come in the set's order, which str hashes decide anew in every
                 # process; the term a match reports must not (its first hit wins).
-                for word, distance, _ in sorted(near_words, key=lambda item: ids[item[0]]):
+                for word, distance, _ in sorted(within, key=lambda item: ids[item[0]]):
                     found[ids[word]] = int(distance)

@@ -478,8 +478,9 @@ def _plain_tokens(query: str) -> list[Token] | None:
 
 
 _TABLE_LIMIT = 16384
-"""Characters each translate table below remembers (as _read_char's cache):
-a query of characters never seen still reads correctly, only slower."""
+"""Characters the translate tables below remember (as many as _read_char's cache).
+When they are full they start afresh, so that a flood of rare characters cannot
+leave every character seen after it uncached for good."""
 
 
 class _CharTable(dict[int, str]):
@@ -495,9 +496,10 @@ class _CharTable(dict[int, str]):
 
     def __missing__(self, code: int) -> str:
         readings = _char_readings(chr(code))
-        if len(self) < _TABLE_LIMIT:
-            for table, reading in zip(_CHAR_TABLES, readings, strict=True):
-                table[code] = reading
+        for table, reading in zip(_CHAR_TABLES, readings, strict=True):
+            if len(table) >= _TABLE_LIMIT:
+                table.clear()
+            table[code] = reading
         return readings[self._field]
 
 

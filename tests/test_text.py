@@ -232,3 +232,19 @@ def test_innocent_queries_in_six_languages_mostly_take_a_fast_path() -> None:
             fast += _plain_tokens(query) is not None or _letter_tokens(query) is not None
             total += 1
     assert fast / total > 0.8
+
+
+def test_the_translate_tables_start_afresh_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of rare characters fills the tables; they start again rather than
+    leave what comes after uncached, and read every query as before."""
+    from deterrence import text
+
+    monkeypatch.setattr(text, "_TABLE_LIMIT", 50)
+    for table in text._CHAR_TABLES:
+        table.clear()
+    flood = "".join(chr(0x4E00 + i) for i in range(200))
+    assert canonical_text(flood) == _joined_text(_tokenize(flood))
+    assert all(0 < len(table) <= 50 for table in text._CHAR_TABLES)
+    query = "café crème brûlée книги"
+    assert canonical_text(query) == _joined_text(_tokenize(query))
+    assert ord("é") in text._LETTERS
