@@ -517,43 +517,37 @@ word are OR-ed together, a mix of scripts with and without spaces reads so too."
 _CLASS_BASE = 128
 
 
-def _letter_reading(ch: str) -> tuple[str, int, bool, str | None, bool] | None:
-    """For a character that reads as letters only: its reading, its flags,
-    whether its script goes without spaces, the Latin letter it stands for when
-    it is a Greek, Cyrillic or Armenian look-alike, and whether it reads as
-    Latin letters. None for anything else (marks, digits, symbols, spaces,
-    punctuation)."""
-    chars = _read_char(ch)
-    if not chars or any(c.kind != LETTER for c in chars):
-        return None
-    no_space = {c.script in NO_SPACE_SCRIPTS for c in chars}
-    if len(no_space) > 1:
-        return None
-    flags = 0
-    for c in chars:
-        flags |= c.flags
-    only = chars[0]
-    stands_for = only.lookalike if len(chars) == 1 and only.script in _LOOKALIKE_SCRIPTS else None
-    latin = any(c.script == "LATIN" for c in chars)
-    return "".join([c.char for c in chars]), flags, no_space.pop(), stands_for, latin
-
-
 def _char_readings(ch: str) -> tuple[str, str, str, str]:
     """A character's class, its letters, its Latin letters (a look-alike's as the
     Latin letter it stands for) and the Latin letter it stands for ("" if none).
-    What is not a letter is read as itself: the words it is in take the general path."""
+    What does not read as letters of one kind (marks, digits, symbols, spaces,
+    punctuation, a mix of scripts with and without spaces) is read as itself: the
+    words it is in take the general path."""
     if ch == " ":
         return " ", " ", " ", ""  # so that a query's classes and readings split as it does
-    found = _letter_reading(ch)
-    if found is None:
-        return chr(_CLASS_BASE | _NOT_LETTERS), ch, ch, ""
-    letters, flags, no_space, stands_for, latin = found
+    not_letters = chr(_CLASS_BASE | _NOT_LETTERS), ch, ch, ""
+    chars = _read_char(ch)
+    if not chars or any(c.kind != LETTER for c in chars):
+        return not_letters
+    no_space = {c.script in NO_SPACE_SCRIPTS for c in chars}
+    if len(no_space) > 1:
+        return not_letters
+    flags = 0
+    for c in chars:
+        flags |= c.flags
     if flags & ~_LETTER_FLAGS:
-        return chr(_CLASS_BASE | _NOT_LETTERS), ch, ch, ""  # never so; the general path reads it
-    bits = flags | (_NO_SPACE if no_space else _SPACED) | (_LATIN if latin else 0)
-    if any(c.script in _LOOKALIKE_SCRIPTS for c in _read_char(ch)):
+        return not_letters  # never so; the general path reads it
+    bits = flags | (_NO_SPACE if no_space.pop() else _SPACED)
+    if any(c.script == "LATIN" for c in chars):
+        bits |= _LATIN
+    if any(c.script in _LOOKALIKE_SCRIPTS for c in chars):
         bits |= _LOOKALIKE_SCRIPT
-    return chr(_CLASS_BASE | bits), letters, stands_for or letters, stands_for or ""
+    only = chars[0]
+    stands_for = (
+        only.lookalike if len(chars) == 1 and only.script in _LOOKALIKE_SCRIPTS else None
+    ) or ""
+    letters = "".join([c.char for c in chars])
+    return chr(_CLASS_BASE | bits), letters, stands_for or letters, stands_for
 
 
 _LETTER_CLASSES = _CharTable(0)
