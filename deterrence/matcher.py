@@ -194,11 +194,15 @@ class Matcher:
         # character of one of its keys.
         no_space = {key: values for key, values in keys.items() if is_no_space_script(key)}
         self._inside_words = _automaton({k: v for k, v in keys.items() if k not in no_space})
-        self._no_space_words = _automaton(no_space)
-        self._no_space_starts = (
-            re.compile("[" + "".join(sorted({re.escape(key[0]) for key in no_space})) + "]")
-            if no_space
-            else None
+        automaton = _automaton(no_space)
+        # (its keys' first characters, the automaton), or None without such terms
+        self._no_space_words: tuple[re.Pattern[str], ahocorasick.Automaton] | None = (
+            None
+            if automaton is None
+            else (
+                re.compile("[" + "".join(sorted({re.escape(k[0]) for k in no_space})) + "]"),
+                automaton,
+            )
         )
         self._longest_word = max(map(len, self._word_list), default=0)
         # A set, not a frozenset: a reload unpickles sets in pieces (deterrence.pieces).
@@ -365,9 +369,8 @@ class Matcher:
         hits: list[_Hit] = []
         text = canonical.text
         found = [] if self._inside_words is None else list(self._inside_words.iter(text))
-        starts = self._no_space_starts
-        if starts is not None and self._no_space_words is not None and starts.search(text):
-            more = list(self._no_space_words.iter(text))
+        if self._no_space_words is not None and self._no_space_words[0].search(text):
+            more = list(self._no_space_words[1].iter(text))
             if found and more:
                 # The order one automaton gives: by end, and the longest key first.
                 found = sorted([*found, *more], key=lambda item: (item[0], -item[1][0][1]))
