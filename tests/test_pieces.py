@@ -3,11 +3,13 @@ which other threads can run (deterrence.pieces)."""
 
 from __future__ import annotations
 
+import gc
 import io
 
 from test_reload import invented_terms
 
 from deterrence import pieces
+from deterrence.collector import collector_paused
 from deterrence.matcher import Matcher
 
 
@@ -57,6 +59,22 @@ def test_objects_shared_between_the_root_and_the_pieces_stay_one_object() -> Non
     assert loaded["nested"][1] is loaded["first"][1]
     assert loaded["first"][5] in loaded["after"]
     assert any(w is loaded["first"][5] for w in loaded["after"])
+
+
+def test_a_big_dict_of_tuples_arrives_untracked_by_the_collector() -> None:
+    """With a young collection in the pause (as a reload's), a piece's tuples are
+    untracked before they enter their dict, so the dict is never tracked and the
+    collections after a reload do not walk it."""
+    size = pieces.PIECE_ITEMS * 2 + 1
+    obj = {"table": {f"k{i}": (f"v{i}", f"w{i}") for i in range(size)}, "set": set(range(size))}
+    file = io.BytesIO()
+    pieces.dump(obj, file)
+    file.seek(0)
+    with collector_paused():
+        loaded = pieces.load(file, lambda: gc.collect(0))
+    assert loaded == obj
+    assert not gc.is_tracked(loaded["table"])
+    assert not gc.is_tracked(loaded["table"]["k1"])
 
 
 def test_nested_big_containers_are_filled_too() -> None:
