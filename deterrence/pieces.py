@@ -6,14 +6,16 @@ one the same way (``release``).
 lets another thread run: a reload's matcher held the lock for 20–30 ms at
 5,000 terms, and every request waiting meanwhile showed it (the soak). Here the
 root object is written first with each big dict or set replaced by a
-reference; their items follow in pieces of ``PIECE_ITEMS``. The reader puts an
-empty container where each reference stands and fills it as its pieces arrive,
-calling ``pause`` between pieces. One unpickler reads the whole run, and the
-picklers that write it pass one memo along, so an object shared by several
-pieces is still one object.
+reference; their items follow in pieces of ``PIECE_ITEMS``. A plain object of
+this package (the matcher) is replaced by a reference too, and its attributes
+follow one a piece. The reader puts an empty container (or object) where each
+reference stands and fills it as its pieces arrive, calling ``pause`` between
+pieces. One unpickler reads the whole run, and the picklers that write it pass
+one memo along, so an object shared by several pieces is still one object.
 
-Whatever reconstructs itself while the root is read (``__setstate__``) must not
-look inside a big container yet: it is still empty then. Lists stay whole for
+Whatever reconstructs itself while the run is read (``__setstate__``) must not
+look inside a big container or a deferred object yet: it may still be empty
+then. Lists stay whole for
 that reason: an extension type may rebuild itself from one by index
 (pyahocorasick's automaton does), and a list is what such code is given.
 """
@@ -21,10 +23,11 @@ that reason: an extension type may rebuild itself from one by index
 from __future__ import annotations
 
 import pickle
+import sys
 import time
 from collections.abc import Callable
 from itertools import islice
-from typing import IO, Any
+from typing import IO, Any, cast
 
 __all__ = ["PIECE_ITEMS", "dump", "hand_over", "load", "release"]
 
@@ -47,15 +50,34 @@ class _Writer(pickle.Pickler):
         self.deferred: list[Any] = []  # big containers, in the order first met
         self._numbers: dict[int, int] = {}
 
-    def persistent_id(self, obj: Any) -> tuple[str, int] | None:
+    def persistent_id(self, obj: Any) -> tuple[str, int] | tuple[str, int, type] | None:
         kind = _KINDS.get(type(obj))
-        if kind is None or len(obj) <= PIECE_ITEMS:
+        if kind is None:
+            if not _by_attribute(type(obj)):
+                return None
+            return ("object", self._number(obj), type(obj))
+        if len(obj) <= PIECE_ITEMS:
             return None
+        return (kind, self._number(obj))
+
+    def _number(self, obj: Any) -> int:
         number = self._numbers.get(id(obj))
         if number is None:
             number = self._numbers[id(obj)] = len(self.deferred)
             self.deferred.append(obj)
-        return (kind, number)
+        return number
+
+
+def _by_attribute(cls: type) -> bool:
+    """Whether this package's objects of ``cls`` come an attribute a piece (the
+    matcher: read whole, its lists, patterns and words held the interpreter lock
+    for 2-5 ms). Only for the plain case: state in ``__dict__`` (or a dict from
+    ``__getstate__``), rebuilt by no ``__setstate__`` or reduce of its own, and
+    hashed by identity, so that it can be referred to before its attributes arrive."""
+    own = ("__slots__", "__setstate__", "__reduce__", "__reduce_ex__", "__hash__", "__eq__")
+    return cls.__module__.startswith("deterrence.") and not any(
+        name in vars(base) for base in cls.__mro__[:-1] for name in own
+    )
 
 
 class _Reader(pickle.Unpickler):
@@ -64,9 +86,12 @@ class _Reader(pickle.Unpickler):
         self.containers: list[Any] = []
 
     def persistent_load(self, pid: Any) -> Any:
-        kind, number = pid
+        kind, number = pid[:2]
         if number == len(self.containers):  # first met: numbered in the same order
-            self.containers.append({} if kind == "dict" else set())
+            if kind == "object":
+                self.containers.append(pid[2].__new__(pid[2]))
+            else:
+                self.containers.append({} if kind == "dict" else set())
         return self.containers[number]
 
 
@@ -84,6 +109,15 @@ def dump(obj: object, file: IO[bytes]) -> None:
     done = 0
     while done < len(writer.deferred):  # a piece may defer further containers
         container = writer.deferred[done]
+        if type(container) not in _KINDS:  # an object: each attribute a piece of its own
+            if plain_memo:
+                writer.memo = plain.memo
+            plain_memo = False
+            state = cast(dict[str, Any], container.__getstate__() or {})
+            for name, value in state.items():
+                writer.dump((done, {name: value}))
+            done += 1
+            continue
         nested = _holds_big_containers(container)
         # The memo goes with the pickler that writes (copied when it changes hands).
         if nested and plain_memo:
@@ -126,8 +160,13 @@ def load(file: IO[bytes], pause: Callable[[], None]) -> Any:
         # An empty dict updated from a dict copies its table and its tracking
         # with it; item by item, it tracks itself only for a tracked item.
         pause()
-        container = reader.containers[number]
-        container.update(items.items() if isinstance(items, dict) and not container else items)
+        target = reader.containers[number]
+        if type(target) is dict:
+            target.update(items if target else items.items())
+        elif type(target) is set:
+            target.update(items)
+        else:  # attribute names interned, as pickle's own BUILD does
+            vars(target).update((sys.intern(name), value) for name, value in items.items())
     return root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import io
+import sys
 
 from test_reload import invented_terms
 
@@ -94,6 +95,20 @@ def test_a_matcher_in_pieces_gives_the_same_answers() -> None:
     assert pauses > 10  # its index came in pieces
     for query in [*words[:200], words[0] + "s", words[1][:-1], "an innocent query", ""]:
         assert loaded.match(query) == matcher.match(query), query
+
+
+def test_a_matcher_comes_an_attribute_a_piece() -> None:
+    """Read whole, the matcher's lists, patterns and words were one pickle and one
+    hold of the interpreter lock; each attribute is a piece of its own now, and
+    the matcher is still one object wherever it is referred to."""
+    matcher = Matcher.from_terms(invented_terms(50))  # no container big enough to split
+    loaded, pauses = _round_trip({"matcher": matcher, "again": [matcher]})
+    assert isinstance(loaded, dict)
+    assert loaded["again"][0] is loaded["matcher"]
+    attributes = vars(loaded["matcher"])
+    assert attributes.keys() == vars(matcher).keys()
+    assert pauses == len(attributes) + 1  # one per attribute, one before the end
+    assert all(sys.intern(name) is name for name in attributes)  # as pickle's own
 
 
 def test_release_empties_the_big_containers_a_piece_at_a_time() -> None:
