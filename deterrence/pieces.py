@@ -15,9 +15,9 @@ one memo along, so an object shared by several pieces is still one object.
 
 Whatever reconstructs itself while the run is read (``__setstate__``) must not
 look inside a big container or a deferred object yet: it may still be empty
-then. Lists stay whole for
-that reason: an extension type may rebuild itself from one by index
-(pyahocorasick's automaton does), and a list is what such code is given.
+then. Lists stay whole for that reason: an extension type may rebuild itself
+from one by index (pyahocorasick's automaton does), and a list is what such
+code is given.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable
+from functools import cache
 from itertools import islice
 from typing import IO, Any, cast
 
@@ -35,6 +36,8 @@ PIECE_ITEMS = 2_000
 """Items per piece: about a millisecond of unpickling for the matcher's tables."""
 
 _KINDS: dict[type, str] = {dict: "dict", set: "set"}
+_ATOMS = frozenset((str, int, tuple, bool, float, bytes, type(None)))
+"""What the first pickler meets most, known without a call to ``_by_attribute``."""
 _END = "end"
 
 
@@ -47,15 +50,16 @@ def hand_over() -> None:
 class _Writer(pickle.Pickler):
     def __init__(self, file: IO[bytes]) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.deferred: list[Any] = []  # big containers, in the order first met
+        self.deferred: list[Any] = []  # big containers and objects, in the order first met
         self._numbers: dict[int, int] = {}
 
     def persistent_id(self, obj: Any) -> tuple[str, int] | tuple[str, int, type] | None:
-        kind = _KINDS.get(type(obj))
+        cls: type = type(obj)
+        kind = _KINDS.get(cls)
         if kind is None:
-            if not _by_attribute(type(obj)):
+            if cls in _ATOMS or not _by_attribute(cls):
                 return None
-            return ("object", self._number(obj), type(obj))
+            return ("object", self._number(obj), cls)
         if len(obj) <= PIECE_ITEMS:
             return None
         return (kind, self._number(obj))
@@ -68,6 +72,7 @@ class _Writer(pickle.Pickler):
         return number
 
 
+@cache  # asked for every object the first pickler meets
 def _by_attribute(cls: type) -> bool:
     """Whether this package's objects of ``cls`` come an attribute a piece (the
     matcher: read whole, its lists, patterns and words held the interpreter lock
