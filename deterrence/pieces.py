@@ -114,16 +114,8 @@ def dump(obj: object, file: IO[bytes]) -> None:
     done = 0
     while done < len(writer.deferred):  # a piece may defer further containers
         container = writer.deferred[done]
-        if type(container) not in _KINDS:  # an object: each attribute a piece of its own
-            if plain_memo:
-                writer.memo = plain.memo
-            plain_memo = False
-            state = cast(dict[str, Any], container.__getstate__() or {})
-            for name, value in state.items():
-                writer.dump((done, {name: value}))
-            done += 1
-            continue
-        nested = _holds_big_containers(container)
+        is_object = type(container) not in _KINDS  # its attributes may hold anything
+        nested = is_object or _holds_big_containers(container)
         # The memo goes with the pickler that writes (copied when it changes hands).
         if nested and plain_memo:
             writer.memo = plain.memo
@@ -131,11 +123,15 @@ def dump(obj: object, file: IO[bytes]) -> None:
             plain.memo = writer.memo
         plain_memo = not nested
         pickler = writer if nested else plain
-        # A dict's piece is a dict: pickled as batches of items, not a tuple each.
-        items = iter(container.items() if isinstance(container, dict) else container)
-        kind = dict if isinstance(container, dict) else list
-        for _ in range(0, len(container), PIECE_ITEMS):
-            pickler.dump((done, kind(islice(items, PIECE_ITEMS))))
+        if is_object:  # each attribute a piece of its own
+            state = cast(dict[str, Any], container.__getstate__() or {})
+            for name, value in state.items():
+                pickler.dump((done, {name: value}))
+        else:  # a dict's piece is a dict: pickled as batches of items, not a tuple each
+            items = iter(container.items() if isinstance(container, dict) else container)
+            kind = dict if isinstance(container, dict) else list
+            for _ in range(0, len(container), PIECE_ITEMS):
+                pickler.dump((done, kind(islice(items, PIECE_ITEMS))))
         done += 1
     (plain if plain_memo else writer).dump(_END)
 
