@@ -281,6 +281,7 @@ def test_gunicorn_workers_each_reload_through_their_own_child(
         # One worker may answer before the master has forked the other (a busy machine).
         wait_for(lambda: len(process_children(master.pid)) == 2, timeout=30)
         workers = process_children(master.pid)
+        assert len(workers) == 2
 
         def everyone_blocks(word: str) -> bool:
             # New connections, so that both workers answer.
