@@ -376,7 +376,10 @@ class MatcherHolder:
         """Start polling and install the SIGHUP handler (main thread only)."""
         if self._tasks:
             return
-        self.builder.open()
+        # On a worker thread, as reloads run: the first call imports anyio's
+        # thread machinery on the event loop (17-24 ms without an answer), which
+        # belongs here, before any request, not in the first reload.
+        await anyio.to_thread.run_sync(self.builder.open)
         if self.settings.reload_poll_seconds > 0:
             self._spawn(self._poll_files(self.settings.reload_poll_seconds))
         if self.remotes and self.settings.list_urls_poll_seconds > 0:
