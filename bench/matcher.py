@@ -64,22 +64,30 @@ def write_list(
     path: Path, terms: Sequence[Any], *, list_id: str = "bench", version: int | None = None
 ) -> None:
     """A list file of invented terms (``InventedTerm``s, or plain strings)."""
-    lines = [f'id = "{list_id}"', f'category = "{list_id}"', "terms = ["]
+    write_list_lines(path, [term_line(term) for term in terms], list_id=list_id, version=version)
+
+
+def write_list_lines(
+    path: Path, lines: Sequence[str], *, list_id: str, version: int | None = None
+) -> None:
+    """A list file of terms formatted by ``term_line`` already."""
+    head = [f'id = "{list_id}"', f'category = "{list_id}"', "terms = ["]
     if version is not None:
-        lines.insert(2, f'version = "{version}"')
-    for term in terms:
-        if isinstance(term, str):
-            lines.append(f"  {_toml_string(term)},")
-            continue
-        options = []
-        if not term.fuzzy:
-            options.append("fuzzy = false")
-        if term.substring:
-            options.append("substring = true")
-        text = _toml_string(term.text)
-        lines.append(f"  {{ term = {text}, {', '.join(options)} }}," if options else f"  {text},")
-    lines.append("]")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        head.insert(2, f'version = "{version}"')
+    path.write_text("\n".join([*head, *lines, "]"]) + "\n", encoding="utf-8")
+
+
+def term_line(term: Any) -> str:
+    """One term's line in a list file's ``terms``."""
+    if isinstance(term, str):
+        return f"  {_toml_string(term)},"
+    options = []
+    if not term.fuzzy:
+        options.append("fuzzy = false")
+    if term.substring:
+        options.append("substring = true")
+    text = _toml_string(term.text)
+    return f"  {{ term = {text}, {', '.join(options)} }}," if options else f"  {text},"
 
 
 def make_workload(

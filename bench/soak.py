@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import gc
 import math
+import multiprocessing
 import os
 import random
 import re
@@ -57,12 +58,11 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote_plus
 
-from bench.matcher import make_workload
-from bench.matcher import write_list as bench_list
+from bench.matcher import make_workload, term_line, write_list_lines
 from bench.middleware import QUERIES, free_port
 from bench.proxy import started
 from deterrence.metrics import MATCH_DURATION
@@ -78,9 +78,12 @@ def invented_term(rng: random.Random) -> str:
     return "".join(rng.choice(SYLLABLES) for _ in range(4)) + rng.choice("xqz")
 
 
-def write_list(path: Path, terms: Sequence[Any], version: int) -> None:
+def write_list(path: Path, lines: Sequence[str], version: int) -> None:
+    """The soak list from its terms' lines (``term_line``), each formatted once: a
+    rewrite should cost the machine what a deploy's copy does, not 6-30 ms of this
+    process's CPU on a core the servers need right as their reload begins."""
     temporary = path.with_name(f".{path.name}.tmp")
-    bench_list(temporary, terms, list_id="soak", version=version)
+    write_list_lines(temporary, lines, list_id="soak", version=version)
     temporary.replace(path)  # atomic, as a careful deploy does it
 
 
@@ -137,12 +140,16 @@ async def probe_connection(
 ) -> None:
     host = f"127.0.0.1:{port}"
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    next_at = time.monotonic()
+    # Sent at random times (a Poisson process on every connection): probes sent
+    # in step arrive together, queue behind one another and share every stall,
+    # so that one stall slowed four at once, and the spike test, which counts
+    # slow probes as if each were independent, raised false alarms.
+    next_at = time.monotonic() + (rng.expovariate(1 / interval) if interval else 0.0)
     try:
         while (now := time.monotonic()) < until:
             if interval:
                 await asyncio.sleep(max(0.0, next_at - now))
-                next_at += interval
+                next_at += rng.expovariate(1 / interval)
             roll = rng.random()
             newest = probe.newest
             if roll < 0.2 and newest:
@@ -176,13 +183,87 @@ async def probe_connection(
         writer.close()
 
 
-async def run_probe(probe: Probe, port: int, seconds: float, rate: float, connections: int) -> None:
-    until = time.monotonic() + seconds
+async def run_probe(
+    probe: Probe, port: int, seconds: float, rate: float, connections: int, until: float = 0.0
+) -> None:
+    until = until or time.monotonic() + seconds
     interval = connections / rate if rate else 0.0
     rng = random.Random(11)
     await asyncio.gather(
         *(probe_connection(probe, port, until, interval, rng) for _ in range(connections))
     )
+
+
+class ProbeProcess:
+    """The probe, run in a process of its own (multiprocessing's spawn) that does
+    nothing else: in this one, the rewrites, scrapes and bookkeeping stalled its
+    event loop by up to 5 ms, mostly right after a rewrite, and every probe in
+    flight counted the stall as the server's latency. It reports its own loop's
+    stalls too, so that a reader can see the probe's clock was clean."""
+
+    def __init__(self, port: int, seconds: float, rate: float, connections: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        news_out, self._news = context.Pipe(duplex=False)  # (receiving end, sending end)
+        self._results, results_in = context.Pipe(duplex=False)
+        until = time.monotonic() + seconds  # CLOCK_MONOTONIC: one clock for every process
+        self._process = context.Process(
+            target=_probe_main,
+            args=(port, seconds, rate, connections, until, news_out, results_in),
+            daemon=True,
+        )
+        self._process.start()
+        news_out.close()  # the child's ends: should it die, recv() raises instead of waiting
+        results_in.close()
+
+    def announce(self, newest: str) -> None:
+        """The term just added to the list: the probe asks for it from now on."""
+        self._news.send(newest)
+
+    async def collect(self, probe: Probe) -> list[float]:
+        """Wait for the end; fill ``probe`` in, and return the probe loop's stalls (s)."""
+        samples, wrong, errors, blocked_at, stalls = await asyncio.to_thread(self._results.recv)
+        await asyncio.to_thread(self._process.join)
+        probe.samples = [Sample(*sample) for sample in samples]
+        probe.wrong, probe.errors, probe.blocked_at = wrong, errors, blocked_at
+        return list(stalls)
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+
+
+def _probe_main(
+    port: int,
+    seconds: float,
+    rate: float,
+    connections: int,
+    until: float,
+    news: Connection,
+    results: Connection,
+) -> None:
+    probe = Probe()
+    stalls: list[float] = []
+
+    async def watch_stalls() -> None:
+        while (before := time.monotonic()) < until:
+            await asyncio.sleep(0.001)
+            if (late := time.monotonic() - before - 0.001) > 0.001:
+                stalls.append(late)
+
+    async def main() -> None:
+        def on_news() -> None:
+            while news.poll():
+                probe.newest = news.recv()
+
+        asyncio.get_running_loop().add_reader(news.fileno(), on_news)
+        await asyncio.gather(
+            run_probe(probe, port, seconds, rate, connections, until), watch_stalls()
+        )
+
+    asyncio.run(main())
+    samples = [(s.at, s.seconds, s.ok) for s in probe.samples]
+    results.send((samples, probe.wrong, probe.errors, probe.blocked_at, stalls))
 
 
 # --- one target ---------------------------------------------------------------------------
@@ -194,8 +275,8 @@ class Target:
     port: int
     pids: dict[str, int]
     list_file: Path
-    terms: list[Any]
-    """The list's terms (``InventedTerm``s); the rewrites add plain strings."""
+    lines: list[str]
+    """The list's terms, formatted (``term_line``); the rewrites add more."""
     admin: bool
 
 
@@ -223,6 +304,8 @@ class Report:
     matcher_p99: str = "?"
     matcher_scrapes: list[tuple[float, Buckets]] = field(default_factory=list)
     """(when, the match-duration histogram then), every SCRAPE_EVERY seconds."""
+    probe_stalls: list[float] = field(default_factory=list)
+    """How late the probe process's own event loop woke, when over a millisecond (s)."""
 
 
 def rss_mb(pid: int) -> float:
@@ -394,9 +477,14 @@ def admin_reload(port: int) -> None:
 
 
 async def rewriter(
-    target: Target, report: Report, probe: Probe, seconds: float, every: float, rng: random.Random
+    target: Target,
+    report: Report,
+    prober: ProbeProcess,
+    seconds: float,
+    every: float,
+    rng: random.Random,
 ) -> None:
-    terms = list(target.terms)
+    lines = list(target.lines)
     version = 1
     deadline = time.monotonic() + seconds - every / 2
     while True:
@@ -405,11 +493,11 @@ async def rewriter(
             return
         version += 1
         newest = invented_term(rng)
-        terms.append(newest)
-        await asyncio.to_thread(write_list, target.list_file, terms, version)
+        lines.append(term_line(newest))
+        await asyncio.to_thread(write_list, target.list_file, lines, version)
         report.rewrites.append(time.monotonic())
-        probe.written_at[newest] = time.monotonic()
-        probe.newest = newest
+        report.probe.written_at[newest] = time.monotonic()
+        prober.announce(newest)
         if target.admin:
             await asyncio.to_thread(admin_reload, target.port)
         if len(report.rewrites) == 1:
@@ -441,16 +529,13 @@ def percentile(values: list[float], q: float) -> float:
     return sorted(values)[index]
 
 
-async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report:
-    report = Report(target.name)
+async def _measure(
+    target: Target, report: Report, prober: ProbeProcess, args: argparse.Namespace, script: Path
+) -> None:
+    """The load, the rewrites and the scrapes, while ``prober`` probes."""
     rng = random.Random(5)
-    # Warm up, then measure memory from here.
-    await run_probe(Probe(), target.port, 2.0, 100, 4)
-    report.rss_start = {name: rss_mb(pid) for name, pid in target.pids.items()}
-    probe = report.probe
     tasks = [
-        run_probe(probe, target.port, args.seconds, args.probe_rate, 4),
-        rewriter(target, report, probe, args.seconds, args.reload_every, rng),
+        rewriter(target, report, prober, args.seconds, args.reload_every, rng),
         scraper(target, report, args.seconds),
     ]
     if shutil.which("wrk"):
@@ -460,6 +545,19 @@ async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report
     else:
         tasks.append(asyncio_load(report, target.port, args.seconds, args.connections, args.rate))
     await asyncio.gather(*tasks)
+    report.probe_stalls = await prober.collect(report.probe)
+
+
+async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report:
+    report = Report(target.name)
+    # Warm up, then measure memory from here.
+    await run_probe(Probe(), target.port, 2.0, 100, 4)
+    report.rss_start = {name: rss_mb(pid) for name, pid in target.pids.items()}
+    prober = ProbeProcess(target.port, args.seconds, args.probe_rate, 4)
+    try:
+        await _measure(target, report, prober, args, script)
+    finally:
+        prober.close()
     await asyncio.sleep(1.5)  # let the last reload finish before counting
     report.rss_end = {name: rss_mb(pid) for name, pid in target.pids.items()}
     metrics = await asyncio.to_thread(scrape, target.port)
@@ -472,7 +570,7 @@ async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report
 
 
 @contextlib.contextmanager
-def middleware_target(tmp: Path, list_file: Path, terms: list[str]) -> Iterator[Target]:
+def middleware_target(tmp: Path, list_file: Path, lines: list[str]) -> Iterator[Target]:
     port = free_port()
     env = {
         "DETERRENCE_DATA_DIR": str(tmp / "demo-data"),
@@ -482,11 +580,11 @@ def middleware_target(tmp: Path, list_file: Path, terms: list[str]) -> Iterator[
     command = [sys.executable, "-m", "deterrence", "demo", "--port", str(port), "--no-access-log"]
     with started(command, port, env) as pid:
         pids = {"demo": pid}
-        yield Target("middleware (demo, polling)", port, pids, list_file, terms, admin=False)
+        yield Target("middleware (demo, polling)", port, pids, list_file, lines, admin=False)
 
 
 @contextlib.contextmanager
-def proxy_target(tmp: Path, list_file: Path, terms: list[str]) -> Iterator[Target]:
+def proxy_target(tmp: Path, list_file: Path, lines: list[str]) -> Iterator[Target]:
     site_port, port = free_port(), free_port()
     site = [sys.executable, "-m", "uvicorn", "bench.apps:app", "--port", str(site_port)]
     site += ["--no-access-log", "--log-level", "warning"]
@@ -502,7 +600,7 @@ def proxy_target(tmp: Path, list_file: Path, terms: list[str]) -> Iterator[Targe
         started(command, port, env) as pid,
     ):
         pids = {"proxy": pid, "site": site_pid}
-        yield Target("proxy (admin endpoint)", port, pids, list_file, terms, admin=True)
+        yield Target("proxy (admin endpoint)", port, pids, list_file, lines, admin=True)
 
 
 # --- reporting ----------------------------------------------------------------------------
@@ -605,6 +703,10 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         [describe(i) for i, _ in splits],
     )
     row("probe p50 / p99 / max, other times", [describe(o) for _, o in splits])
+    row(
+        "probe client's own stalls over 1 ms (count / longest)",
+        [f"{len(r.probe_stalls)} / {max(r.probe_stalls, default=0) * 1e3:.1f} ms" for r in reports],
+    )
     row("matcher p99 (histogram bucket), whole run", [r.matcher_p99 for r in reports])
     matcher_splits = [matcher_split(r, args.window) for r in reports]
     row(
@@ -680,10 +782,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in targets:
             list_file = tmp / f"{name}-lists" / "soak.toml"
             list_file.parent.mkdir()
-            terms = list(workload["terms"])
-            write_list(list_file, terms, 1)
+            lines = [term_line(term) for term in workload["terms"]]
+            write_list(list_file, lines, 1)
             context = middleware_target if name == "middleware" else proxy_target
-            with context(tmp, list_file, terms) as target:
+            with context(tmp, list_file, lines) as target:
                 reports.append(asyncio.run(soak(target, args, script)))
     print_report(reports, args)
     return 1 if failed(reports) else 0
