@@ -427,23 +427,25 @@ def bucket_p99(buckets: Buckets) -> str:
 
 
 def share_above(
-    inside_above: float, inside_total: float, outside_share: float
+    inside_above: float, inside_total: float, outside_share: float, outside_total: float
 ) -> tuple[float, float]:
     """A reload spike test: the share of observations after a rewrite above a
-    bound that ``outside_share`` of the others exceed, and the most that share
-    could reach by chance with no spike (three standard errors above
-    ``outside_share``: a false alarm about once in 700 runs)."""
-    if not inside_total:
-        return float("nan"), float("nan")  # no rewrite fell inside the run
+    bound that ``outside_share`` of the ``outside_total`` others exceed, and the
+    most that share could reach by chance with no spike: three standard errors
+    of the difference of the two shares above ``outside_share`` (a false alarm
+    about once in 700 runs). The others' share is itself a sample (the probe's
+    bound is their p99, estimated from them), so both samples' errors count."""
+    if not inside_total or not outside_total:
+        return float("nan"), float("nan")  # no rewrite fell inside the run, or all did
     share = inside_above / inside_total
-    chance = outside_share + 3 * math.sqrt(outside_share * (1 - outside_share) / inside_total)
-    return share, chance
+    variance = outside_share * (1 - outside_share) * (1 / inside_total + 1 / outside_total)
+    return share, outside_share + 3 * math.sqrt(variance)
 
 
 def probe_spike(inside: list[float], outside: list[float]) -> tuple[float, float]:
     """Probe requests after a rewrite slower than the other times' p99."""
     bound = percentile(outside, 99)
-    return share_above(sum(v > bound for v in inside), len(inside), 0.01)
+    return share_above(sum(v > bound for v in inside), len(inside), 0.01, len(outside))
 
 
 def matcher_spike(inside: Buckets, outside: Buckets) -> tuple[float, float]:
@@ -456,7 +458,8 @@ def matcher_spike(inside: Buckets, outside: Buckets) -> tuple[float, float]:
 
     out_above, out_total = above(outside)
     in_above, in_total = above(inside)
-    return share_above(in_above, in_total, out_above / out_total if out_total else 0.0)
+    out_share = out_above / out_total if out_total else 0.0
+    return share_above(in_above, in_total, out_share, out_total)
 
 
 def spike_text(share: float, chance: float) -> str:
