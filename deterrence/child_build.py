@@ -5,8 +5,8 @@ process it competes with the event loop for the interpreter lock, and requests
 answered meanwhile wait (p99 ×4–5 in the soak). A child process builds on another
 core and sends the matcher back pickled; unpickling it here costs about a quarter
 of the build (5,000 terms: 0.05 s against 0.17 s). It comes in pieces
-(:mod:`deterrence.pieces`), and this thread hands the interpreter lock back to
-the event loop between them, so requests wait a millisecond or two at most.
+(:mod:`deterrence.pieces`), and between them this thread lets the event loop
+run what it has ready, so requests wait a millisecond or two at most.
 
 One fresh interpreter per build, not a long-lived worker: lists change rarely, a
 build costs ~0.1 s of imports on the other core, and nothing sits idle holding a
@@ -38,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -108,9 +108,10 @@ class ChildBuilder:
         self._killed: set[subprocess.Popen[bytes]] = set()
         self._closed = False
 
-    def build(self, files: Sequence[Path]) -> Matcher:
-        """A matcher over ``files``. Raises ListError for a broken list (as
-        ``load_lists`` does), BuildUnavailable, or BuildCancelled."""
+    def build(self, files: Sequence[Path], pause: Callable[[], None] = pieces.hand_over) -> Matcher:
+        """A matcher over ``files``, read in pieces with ``pause()`` between them
+        (``pieces.hand_over_to`` lets an event loop go first). Raises ListError for
+        a broken list (as ``load_lists`` does), BuildUnavailable, or BuildCancelled."""
         request = json.dumps([str(f) for f in files]).encode()
         # The answer goes to a file, read a frame at a time: no pipe chunks to join,
         # and no copy of it on this process's heap (whose pages the allocator would keep).
@@ -135,7 +136,7 @@ class ChildBuilder:
             answer.seek(0)
             if answer.read(len(_MAGIC)) != _MAGIC:
                 raise BuildUnavailable("the child answered something else")
-            return _decode(answer)
+            return _decode(answer, pause)
 
     def _start(self, answer: IO[bytes]) -> subprocess.Popen[bytes]:
         with self._lock:
@@ -230,9 +231,12 @@ def build_here(files: Sequence[Path]) -> Matcher:
         return Matcher(load_lists(files))
 
 
-def _decode(answer: IO[bytes]) -> Matcher:
+def _decode(answer: IO[bytes], pause: Callable[[], None]) -> Matcher:
     try:
-        with yielding_often(), collector_paused() as paused:
+        # At the usual switch interval: the pauses hand the lock over between
+        # pieces, and a short interval would make this thread take it back from
+        # the event loop in the middle of a request.
+        with collector_paused() as paused:
 
             def between_pieces() -> None:
                 if paused:
@@ -241,7 +245,7 @@ def _decode(answer: IO[bytes]) -> Matcher:
                     # on, instead of one young generation of the whole matcher
                     # (5,000 terms: a 20-48 ms collection right after the load).
                     gc.collect(0)
-                pieces.hand_over()
+                pause()
 
             status, value = cast(tuple[str, Any], pieces.load(answer, between_pieces))
     except Exception as exc:  # a truncated or foreign answer: build here instead

@@ -24,16 +24,24 @@ from __future__ import annotations
 
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Callable
 from functools import cache
 from itertools import islice
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-__all__ = ["PIECE_ITEMS", "dump", "hand_over", "load", "release"]
+if TYPE_CHECKING:
+    import asyncio  # the build child imports this module, and needs no event loop
+
+__all__ = ["PIECE_ITEMS", "dump", "hand_over", "hand_over_to", "load", "release"]
 
 PIECE_ITEMS = 2_000
 """Items per piece: about a millisecond of unpickling for the matcher's tables."""
+
+LOOP_TURN_WAIT = 0.05
+"""How long ``hand_over_to``'s pause waits for the loop at most: a loop that is
+stopping, or busy for longer, does not hold the work up for good."""
 
 _KINDS: dict[type, str] = {dict: "dict", set: "set"}
 _ATOMS = frozenset((str, int, tuple, bool, float, bytes, type(None)))
@@ -45,6 +53,30 @@ def hand_over() -> None:
     """A pause for another thread: releasing the interpreter lock lets one that
     waits for it take it."""
     time.sleep(0)
+
+
+def hand_over_to(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """A pause for a worker thread that lets ``loop`` go first: it waits until
+    the loop has run what it had ready (its requests), at most ``LOOP_TURN_WAIT``
+    seconds. With ``hand_over`` alone, the thread wanted the lock back at once,
+    and the loop gave it up every switch interval in the middle of answering
+    requests. Call it on the loop's thread; from that thread, the pause is
+    ``hand_over`` (waiting there for the loop would wait for itself)."""
+    loop_thread = threading.get_ident()
+
+    def pause() -> None:
+        if threading.get_ident() == loop_thread:
+            hand_over()
+            return
+        turn = threading.Event()
+        try:
+            loop.call_soon_threadsafe(turn.set)
+        except RuntimeError:  # the loop has closed: nobody to wait for
+            hand_over()
+            return
+        turn.wait(LOOP_TURN_WAIT)
+
+    return pause
 
 
 class _Writer(pickle.Pickler):

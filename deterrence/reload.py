@@ -38,7 +38,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -151,6 +151,9 @@ class MatcherHolder:
         self._tasks: set[asyncio.Task[object]] = set()
         self._signal_loop: asyncio.AbstractEventLoop | None = None
         self.builder = ChildBuilder()
+        self._pause: Callable[[], None] = pieces.hand_over
+        """Between pieces of a reload's work in this process; lets the event loop
+        go first once ``start()`` has seen it."""
         self.build_fallbacks = 0
         """Reloads built in this process because no child process could build."""
         self.matcher: Matcher = self._first_load()
@@ -229,7 +232,7 @@ class MatcherHolder:
     def _matcher(self, files: list[Path], *, in_child: bool) -> Matcher:
         if in_child:
             try:
-                return self.builder.build(files)
+                return self.builder.build(files, self._pause)
             except BuildUnavailable as exc:
                 self.build_fallbacks += 1
                 if self.recorder is not None:
@@ -291,7 +294,7 @@ class MatcherHolder:
         if fetched:  # the cached copies changed under their own names
             self._seen = self._snapshot()
             files = _Files.now(self._seen)
-        matcher.warm_up(pieces.hand_over)  # its first searches would pay for cold caches
+        matcher.warm_up(self._pause)  # its first searches would pay for cold caches
         retired = self.matcher
         self.matcher, self._in_service = matcher, files  # the swap
         lists = matcher.lists
@@ -307,7 +310,7 @@ class MatcherHolder:
         # all along (5,000 terms: 7 ms without a request answered). Unless a
         # request under way still holds it, it is emptied in pieces here instead.
         if sys.getrefcount(retired) == 2:  # this name, and getrefcount's argument
-            pieces.release(retired, pieces.hand_over)
+            pieces.release(retired, self._pause)
         if self.settings.huge_pages and matcher.term_count >= HUGE_PAGES_MIN_TERMS:
             collapsed = back_heap_with_huge_pages()  # the new matcher is on small pages
             logger.info("after the reload: %d MiB on huge pages", collapsed >> 20)
@@ -380,6 +383,7 @@ class MatcherHolder:
         # thread machinery on the event loop (17-24 ms without an answer), which
         # belongs here, before any request, not in the first reload.
         await anyio.to_thread.run_sync(self.builder.open)
+        self._pause = pieces.hand_over_to(asyncio.get_running_loop())
         if self.settings.reload_poll_seconds > 0:
             self._spawn(self._poll_files(self.settings.reload_poll_seconds))
         if self.remotes and self.settings.list_urls_poll_seconds > 0:
@@ -396,6 +400,7 @@ class MatcherHolder:
 
     async def stop(self) -> None:
         self.builder.close()  # first: the tasks below may be waiting for a child
+        self._pause = pieces.hand_over
         if self._signal_loop is not None:
             with contextlib.suppress(Exception):
                 self._signal_loop.remove_signal_handler(signal.SIGHUP)

@@ -120,3 +120,28 @@ def test_release_empties_the_big_containers_a_piece_at_a_time() -> None:
     assert vocabulary == {}
     assert len(pauses) > 10
     assert matcher.lists[0].terms  # public parts may be shared: left alone
+
+
+def test_a_pause_handed_to_a_loop_waits_for_what_the_loop_had_ready() -> None:
+    import asyncio
+    import threading
+
+    order: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pause = pieces.hand_over_to(loop)
+        pause()  # on the loop's own thread: returns at once, never waits for itself
+
+        def worker() -> None:
+            loop.call_soon_threadsafe(order.append, "request")
+            pause()
+            order.append("piece")
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        while thread.is_alive():
+            await asyncio.sleep(0.001)
+
+    asyncio.run(main())
+    assert order == ["request", "piece"]
