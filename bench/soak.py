@@ -183,10 +183,8 @@ async def probe_connection(
         writer.close()
 
 
-async def run_probe(
-    probe: Probe, port: int, seconds: float, rate: float, connections: int, until: float = 0.0
-) -> None:
-    until = until or time.monotonic() + seconds
+async def run_probe(probe: Probe, port: int, until: float, rate: float, connections: int) -> None:
+    """Probe until ``until`` (time.monotonic(): one clock for every process)."""
     interval = connections / rate if rate else 0.0
     rng = random.Random(11)
     await asyncio.gather(
@@ -205,10 +203,10 @@ class ProbeProcess:
         context = multiprocessing.get_context("spawn")
         news_out, self._news = context.Pipe(duplex=False)  # (receiving end, sending end)
         self._results, results_in = context.Pipe(duplex=False)
-        until = time.monotonic() + seconds  # CLOCK_MONOTONIC: one clock for every process
+        until = time.monotonic() + seconds
         self._process = context.Process(
             target=_probe_main,
-            args=(port, seconds, rate, connections, until, news_out, results_in),
+            args=(port, until, rate, connections, news_out, results_in),
             daemon=True,
         )
         self._process.start()
@@ -235,10 +233,9 @@ class ProbeProcess:
 
 def _probe_main(
     port: int,
-    seconds: float,
+    until: float,
     rate: float,
     connections: int,
-    until: float,
     news: Connection,
     results: Connection,
 ) -> None:
@@ -257,9 +254,7 @@ def _probe_main(
                 probe.newest = news.recv()
 
         asyncio.get_running_loop().add_reader(news.fileno(), on_news)
-        await asyncio.gather(
-            run_probe(probe, port, seconds, rate, connections, until), watch_stalls()
-        )
+        await asyncio.gather(run_probe(probe, port, until, rate, connections), watch_stalls())
 
     asyncio.run(main())
     samples = [(s.at, s.seconds, s.ok) for s in probe.samples]
@@ -514,7 +509,7 @@ async def asyncio_load(
     """The load without wrk: keep-alive connections sending the probe's queries,
     paced at ``rate`` in all (0: back to back)."""
     load = Probe()
-    await run_probe(load, port, seconds, rate, connections)
+    await run_probe(load, port, time.monotonic() + seconds, rate, connections)
     report.load_tool = "asyncio client"
     report.requests = len(load.samples)
     report.rate = len(load.samples) / seconds
@@ -554,7 +549,7 @@ async def _measure(
 async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report:
     report = Report(target.name)
     # Warm up, then measure memory from here.
-    await run_probe(Probe(), target.port, 2.0, 100, 4)
+    await run_probe(Probe(), target.port, time.monotonic() + 2.0, 100, 4)
     report.rss_start = {name: rss_mb(pid) for name, pid in target.pids.items()}
     prober = ProbeProcess(target.port, args.seconds, args.probe_rate, 4)
     try:

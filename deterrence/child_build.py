@@ -259,7 +259,7 @@ def _decode(answer: IO[bytes], pause: Callable[[], None]) -> Matcher:
 
 @contextlib.contextmanager
 def yielding_often() -> Iterator[None]:
-    """While this thread builds or unpickles a matcher, hand the interpreter lock
+    """While this thread builds a matcher (the fallback), hand the interpreter lock
     back to the event loop every 0.5 ms instead of every 5 ms, so requests served
     meanwhile wait less. Process-wide, hence restored right after."""
     previous = sys.getswitchinterval()
