@@ -47,6 +47,7 @@ from prometheus_client.registry import Collector
 from starlette.types import Receive, Scope, Send
 
 from deterrence.asgi import acknowledge_lifespan
+from deterrence.headers import privacy_headers, raw_headers
 from deterrence.settings import Settings
 from deterrence.store import (
     ListState,
@@ -553,6 +554,10 @@ class MetricsApp:
         await _respond(send, 200, body, headers, head=scope["method"] == "HEAD")
 
 
+_PRIVACY_HEADERS = raw_headers(privacy_headers("default-src 'none'"))
+"""DESIGN §6's headers, on /metrics too: no caching, sniffing, indexing or framing."""
+
+
 async def _respond(
     send: Send,
     status: int,
@@ -564,7 +569,7 @@ async def _respond(
     headers = [
         *headers,
         (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
+        *_PRIVACY_HEADERS,
     ]
     if not any(name == b"content-type" for name, _ in headers):
         headers.append((b"content-type", b"text/plain; charset=utf-8"))

@@ -236,7 +236,12 @@ def test_metrics_app_served_by_uvicorn(tmp_path: Path) -> None:
 
         head = httpx2.head(f"{url}/metrics")
         assert head.status_code == 200 and head.content == b""
-        assert httpx2.post(f"{url}/metrics").status_code == 405
+        refused = httpx2.post(f"{url}/metrics")
+        assert refused.status_code == 405
+        for answer in (response, openmetrics, head, refused):  # DESIGN §6, every answer
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert answer.headers["x-robots-tag"].startswith("noindex")
+            assert answer.headers["cache-control"] == "no-store"
 
 
 def test_metrics_on_a_separate_loopback_port(tmp_path: Path) -> None:
