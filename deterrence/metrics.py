@@ -217,6 +217,9 @@ class Recorder:
         self._last_purge = 0.0
         self._task: asyncio.Task[None] | None = None
         self._http_server: WSGIServer | None = None
+        self.prometheus_failure: OSError | None = None
+        """Why this process stopped updating its Prometheus metrics, if it did
+        (a multiprocess directory that became unwritable; see ``_prometheus_failed``)."""
 
         self.multiprocess_dir = multiprocess_dir()
         if self.multiprocess_dir is not None:
@@ -310,21 +313,8 @@ class Recorder:
         return family
 
     def _configure_lists(self, lists: Sequence[ListInfo]) -> None:
-        variants = sorted(self._variants) or [NO_VARIANT]
-        for term_list in lists:
-            # A list without a message (count) or with one: only real combinations.
-            shown = [NO_VARIANT] if term_list.action == "count" else variants
-            for variant in shown:
-                self._interventions.child(
-                    (term_list.id, term_list.category, term_list.action, variant)
-                )
-            self._list_terms.labels(term_list.id).set(len(term_list.terms))
         new_ids = frozenset(t.id for t in lists)
-        for gone in self._list_ids - new_ids:
-            if self.multiprocess_dir is None:
-                self._list_terms.remove(gone)
-            else:  # prometheus-client cannot remove series in multiprocess mode
-                self._list_terms.labels(gone).set(0)
+        gone = self._list_ids - new_ids
         self._list_ids = new_ids
         allowed = self._interventions.allowed
         self._interventions.allowed = (
@@ -334,6 +324,27 @@ class Recorder:
             allowed[3],
         )
         self._domain_written = False
+        if self.prometheus_failure is None:
+            try:
+                self._list_series(lists, gone)
+            except OSError as exc:
+                self._prometheus_failed(exc)
+
+    def _list_series(self, lists: Sequence[ListInfo], gone: Iterable[str]) -> None:
+        variants = sorted(self._variants) or [NO_VARIANT]
+        for term_list in lists:
+            # A list without a message (count) or with one: only real combinations.
+            shown = [NO_VARIANT] if term_list.action == "count" else variants
+            for variant in shown:
+                self._interventions.child(
+                    (term_list.id, term_list.category, term_list.action, variant)
+                )
+            self._list_terms.labels(term_list.id).set(len(term_list.terms))
+        for list_id in gone:
+            if self.multiprocess_dir is None:
+                self._list_terms.remove(list_id)
+            else:  # prometheus-client cannot remove series in multiprocess mode
+                self._list_terms.labels(list_id).set(0)
 
     def _list_states(self, lists: Sequence[ListInfo]) -> list[ListState]:
         now = datetime.fromtimestamp(self._clock(), UTC)
@@ -342,11 +353,42 @@ class Recorder:
     # --- recording (called per request: memory only) -------------------------
 
     def _count(self, family: _Family, raw: tuple[str, ...]) -> None:
-        key, child = family.resolve(raw)
-        child.inc()
+        if self.prometheus_failure is None:
+            try:
+                key, child = family.resolve(raw)
+                child.inc()
+            except OSError as exc:
+                key = family.key(raw)
+                self._prometheus_failed(exc)
+        else:
+            key = family.key(raw)
         hour = int(self._clock() // SECONDS_PER_HOUR)
         with self._lock:
             self._pending[(hour, family.name, key)] += 1
+
+    def _prometheus_failed(self, exc: OSError) -> None:
+        """A multiprocess metric file could not be created: the Prometheus metrics
+        of this process stop here, and its counts go on into the store.
+
+        prometheus-client opens a file per process and metric type when it first
+        needs one, in a process forked after they were set up (gunicorn
+        ``--preload``) at its first update. When that fails (the directory is
+        read-only, gone or full), its values are left pointing at closed files
+        and every later update would raise too, so none is tried again; a
+        restart of the worker, once the directory is writable, brings them back."""
+        with self._lock:
+            if self.prometheus_failure is not None:
+                return
+            self.prometheus_failure = exc
+            hour = int(self._clock() // SECONDS_PER_HOUR)
+            self._pending[(hour, ERRORS, ("multiprocess_dir",))] += 1
+        logger.error(
+            "cannot write Prometheus metrics to %s (%s): this process stops updating "
+            "them, and its counts still go to the store; restart it once the directory "
+            "is writable",
+            self.multiprocess_dir,
+            exc.strerror or exc,
+        )
 
     def inspected(self, route: str) -> None:
         self._count(self._inspected, (route,))
@@ -361,7 +403,11 @@ class Recorder:
         self._count(self._help_clicks, (service, variant))
 
     def observe_match(self, seconds: float) -> None:
-        self._match_duration.observe(seconds)
+        if self.prometheus_failure is None:
+            try:
+                self._match_duration.observe(seconds)
+            except OSError as exc:
+                self._prometheus_failed(exc)
 
     def error(self, kind: str) -> None:
         self._count(self._errors, (kind,))

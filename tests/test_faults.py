@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -37,8 +38,11 @@ from starlette.routing import Route
 
 from deterrence import DeterrenceMiddleware
 from deterrence.matcher import Match, Matcher
+from deterrence.metrics import ERRORS
 from deterrence.proxy import ProxyApp
-from deterrence.store import FILENAME
+from deterrence.store import FILENAME, Store
+
+REPO = Path(__file__).resolve().parent.parent
 
 BLOCK_STATUS = 451
 CANARY = "cnryfaultprobe"
@@ -244,6 +248,119 @@ def test_an_unreadable_multiprocess_dir_fails_metrics_not_searches(tmp_path: Pat
         corrupt.unlink()
         assert metric(base, "deterrence_errors_total", kind="multiprocess_dir") == 2
         assert metric(base, "deterrence_requests_inspected_total", route="/search") >= 3
+
+
+PRELOADED_APP = """
+import os
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from deterrence import DeterrenceMiddleware
+
+
+async def search(request):
+    return PlainTextResponse(str(os.getpid()))
+
+
+app = DeterrenceMiddleware(
+    Starlette(routes=[Route("/search", search)]),
+    data_dir=Path(os.environ["TEST_DATA_DIR"]),
+    block_status=451,
+)
+"""
+
+
+@contextlib.contextmanager
+def preloaded_gunicorn(
+    tmp_path: Path, multiproc_dir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """gunicorn --preload, two uvicorn workers: the app (and its Recorder) is built
+    in the master, and each worker opens its metric files at its first update.
+    The log is ``tmp_path / "gunicorn.log"``."""
+    (tmp_path / "preloaded_app.py").write_text(PRELOADED_APP)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
+        "TEST_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)]),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+    }
+    env.pop("DETERRENCE_METRICS_PORT", None)
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                str(REPO / "deploy" / "gunicorn.conf.py"),
+                "--preload",
+                "--chdir",
+                str(tmp_path),
+                "preloaded_app:app",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        answered: set[int] = set()
+
+        def both_answered() -> bool:  # so both have opened their metric files
+            assert process.poll() is None, log_path.read_text()
+            with contextlib.suppress(httpx2.TransportError):
+                answered.add(int(search(base, "weather").text))
+            return len(answered) == 2 and answered == worker_pids(process.pid)
+
+        wait_for(both_answered, timeout=30)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=30)
+
+
+def worker_pids(master: int) -> set[int]:
+    return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
+
+
+def test_a_multiprocess_dir_unwritable_while_serving_loses_metrics_not_searches(
+    tmp_path: Path,
+) -> None:
+    """A worker forked after the directory became unwritable cannot open its metric
+    files (a read-only tmpfs mounted over it: a remount would be refused while the
+    workers hold their files open). Its searches are answered as usual; the failure
+    is counted in the store, and logged once."""
+    with (
+        tmpfs(tmp_path / "metrics", "size=1m") as multiproc_dir,
+        preloaded_gunicorn(tmp_path, multiproc_dir) as (base, process),
+    ):
+        with tmpfs(multiproc_dir, "size=64k", "ro"):
+            before = worker_pids(process.pid)
+            os.kill(min(before), signal.SIGTERM)  # gunicorn forks a replacement
+            wait_for(lambda: len(worker_pids(process.pid) - before) == 1, timeout=30)
+            wait_for(lambda: len(worker_pids(process.pid)) == 2, timeout=30)
+            (replacement,) = worker_pids(process.pid) - before
+            served: set[int] = set()
+            for _ in range(40):  # a new connection each: both workers get some
+                response = search(base, "weather")
+                assert response.status_code == 200, response.text
+                served.add(int(response.text))
+                assert search(base, "zorblax").status_code == BLOCK_STATUS
+            assert replacement in served
+        process.terminate()  # every worker flushes its counts to the store as it stops
+        process.wait(timeout=30)
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert log.count("cannot write Prometheus metrics to") == 1, log
+    assert "Traceback" not in log
+    rows = Store(tmp_path / "data").counts(ERRORS)
+    assert sum(r.value for r in rows if r.labels.get("kind") == "multiprocess_dir") == 1
+    assert stored_inspections(tmp_path / "data") >= 81  # the replacement's counts too
 
 
 # --- the proxy's upstream resets ---------------------------------------------------------
