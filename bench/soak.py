@@ -63,13 +63,13 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from bench.matcher import make_workload, term_line, write_list_lines
-from bench.middleware import QUERIES, free_port
+from bench.middleware import free_port
+from bench.probe import Probe, Query, Sample, run_probe
 from bench.proxy import started
 from deterrence.metrics import MATCH_DURATION
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "soak-admin-token"
-MATCHING = ["zorblax", "Z0RBL4X videos", "z o r b l a x", "quendrific mirvel"]
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
@@ -87,109 +87,52 @@ def write_list(path: Path, lines: Sequence[str], version: int) -> None:
     temporary.replace(path)  # atomic, as a careful deploy does it
 
 
+@dataclass(frozen=True)
+class Workload:
+    script: Path
+    """wrk's Lua script: the load's queries."""
+    queries: list[Query]
+    """The probe's queries and their answers."""
+    added: list[str]
+    """The term each rewrite adds, in turn."""
+
+
+PROBE_QUERIES = 2_000
+
+
 # --- the probe --------------------------------------------------------------------------
 
 
-@dataclass
-class Sample:
-    at: float
-    seconds: float
-    ok: bool
+def added_terms(rng: random.Random, count: int, queries: Sequence[Query]) -> list[str]:
+    """The terms the rewrites add, one each: invented words that match none of the
+    probe's queries, so that every query keeps the answer it was checked for."""
+    from deterrence import Matcher
+
+    texts = [text for text, _ in queries]
+    terms: list[str] = []
+    while len(terms) < count:
+        term = invented_term(rng)
+        single = Matcher.from_terms([term])
+        if not any(single.match(text) for text in texts):
+            terms.append(term)
+    return terms
 
 
-@dataclass
-class Probe:
-    samples: list[Sample] = field(default_factory=list)
-    wrong: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    newest: str = ""
-    written_at: dict[str, float] = field(default_factory=dict)
-    """When each added term was written to the list file."""
-    blocked_at: dict[str, float] = field(default_factory=dict)
-    """When a response first showed each added term blocked."""
+def probe_queries(queries: Sequence[str], lists: Sequence[Path], count: int) -> list[Query]:
+    """``count`` of the load's queries, each with the answer the lists give it: the
+    probe asks what a site's long tail asks, new to the server's memos inside a
+    reload's window and outside it alike. (A few fixed searches, answered from the
+    memo at other times and matched afresh after each reload, made every reload
+    look slower than it was.)"""
+    from deterrence import Matcher
 
-    def took_effect(self) -> list[float]:
-        return [
-            self.blocked_at[t] - at for t, at in self.written_at.items() if t in self.blocked_at
-        ]
-
-
-async def _request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str
-) -> tuple[int, bool]:
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            await reader.readexactly(size + 2)
-            if size == 0:
-                break
-    else:
-        await reader.readexactly(int(headers.get("content-length", "0")))
-    # The warning page (and only it) carries the §6 X-Robots-Tag.
-    return status, "x-robots-tag" in headers
-
-
-async def probe_connection(
-    probe: Probe, port: int, until: float, interval: float, rng: random.Random
-) -> None:
-    host = f"127.0.0.1:{port}"
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    # Sent at random times (a Poisson process on every connection): probes sent
-    # in step arrive together, queue behind one another and share every stall,
-    # so that one stall slowed four at once, and the spike test, which counts
-    # slow probes as if each were independent, raised false alarms.
-    next_at = time.monotonic() + (rng.expovariate(1 / interval) if interval else 0.0)
-    try:
-        while (now := time.monotonic()) < until:
-            if interval:
-                await asyncio.sleep(max(0.0, next_at - now))
-                next_at += rng.expovariate(1 / interval)
-            roll = rng.random()
-            newest = probe.newest
-            if roll < 0.2 and newest:
-                query, want_block = newest, True
-            elif roll < 0.4:
-                query, want_block = rng.choice(MATCHING), True
-            else:
-                query, want_block = rng.choice(QUERIES), False
-            path = "/search?q=" + query.replace(" ", "+")
-            started_at = time.monotonic()
-            try:
-                status, blocked = await _request(reader, writer, host, path)
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                probe.errors.append(f"{type(exc).__name__}: {exc}")
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                continue
-            finished = time.monotonic()
-            correct = status == 200 and blocked == want_block
-            if query == newest and status == 200:
-                if blocked:
-                    probe.blocked_at.setdefault(newest, finished)
-                else:
-                    # Not in service yet is fine; after a response showed it blocked, a
-                    # request sent later must be blocked too (one process, one swap).
-                    correct = started_at < probe.blocked_at.get(newest, float("inf"))
-            probe.samples.append(Sample(started_at, finished - started_at, correct))
-            if not correct:
-                probe.wrong.append(f"{query!r}: {status} blocked={blocked}")
-    finally:
-        writer.close()
-
-
-async def run_probe(probe: Probe, port: int, until: float, rate: float, connections: int) -> None:
-    """Probe until ``until`` (time.monotonic(): one clock for every process)."""
-    interval = connections / rate if rate else 0.0
-    rng = random.Random(11)
-    await asyncio.gather(
-        *(probe_connection(probe, port, until, interval, rng) for _ in range(connections))
-    )
+    matcher = Matcher.from_path(lists)
+    chosen = random.Random(7).sample(list(queries), count)
+    answers = [matcher.match(text) for text in chosen]
+    return [
+        (text, answer is not None and answer.action == "block")
+        for text, answer in zip(chosen, answers, strict=True)
+    ]
 
 
 class ProbeProcess:
@@ -199,14 +142,16 @@ class ProbeProcess:
     flight counted the stall as the server's latency. It reports its own loop's
     stalls too, so that a reader can see the probe's clock was clean."""
 
-    def __init__(self, port: int, seconds: float, rate: float, connections: int) -> None:
+    def __init__(
+        self, port: int, seconds: float, rate: float, connections: int, queries: Sequence[Query]
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         news_out, self._news = context.Pipe(duplex=False)  # (receiving end, sending end)
         self._results, results_in = context.Pipe(duplex=False)
         until = time.monotonic() + seconds
         self._process = context.Process(
             target=_probe_main,
-            args=(port, until, rate, connections, news_out, results_in),
+            args=(port, until, rate, connections, queries, news_out, results_in),
             daemon=True,
         )
         self._process.start()
@@ -236,29 +181,14 @@ def _probe_main(
     until: float,
     rate: float,
     connections: int,
+    queries: Sequence[Query],
     news: Connection,
     results: Connection,
 ) -> None:
     probe = Probe()
-    stalls: list[float] = []
-
-    async def watch_stalls() -> None:
-        while (before := time.monotonic()) < until:
-            await asyncio.sleep(0.001)
-            if (late := time.monotonic() - before - 0.001) > 0.001:
-                stalls.append(late)
-
-    async def main() -> None:
-        def on_news() -> None:
-            while news.poll():
-                probe.newest = news.recv()
-
-        asyncio.get_running_loop().add_reader(news.fileno(), on_news)
-        await asyncio.gather(run_probe(probe, port, until, rate, connections), watch_stalls())
-
-    asyncio.run(main())
+    run_probe(probe, port, until, rate, connections, queries, news)
     samples = [(s.at, s.seconds, s.ok) for s in probe.samples]
-    results.send((samples, probe.wrong, probe.errors, probe.blocked_at, stalls))
+    results.send((samples, probe.wrong, probe.errors, probe.blocked_at, probe.stalls))
 
 
 # --- one target ---------------------------------------------------------------------------
@@ -480,7 +410,7 @@ async def rewriter(
     prober: ProbeProcess,
     seconds: float,
     every: float,
-    rng: random.Random,
+    terms: Iterator[str],
 ) -> None:
     lines = list(target.lines)
     version = 1
@@ -490,7 +420,7 @@ async def rewriter(
         if time.monotonic() > deadline:
             return
         version += 1
-        newest = invented_term(rng)
+        newest = next(terms)
         lines.append(term_line(newest))
         await asyncio.to_thread(write_list, target.list_file, lines, version)
         report.rewrites.append(time.monotonic())
@@ -503,16 +433,17 @@ async def rewriter(
             report.rss_first_reload = {n: rss_mb(pid) for n, pid in target.pids.items()}
 
 
-async def asyncio_load(
-    report: Report, port: int, seconds: float, connections: int, rate: float
+async def python_load(
+    report: Report, port: int, args: argparse.Namespace, queries: Sequence[Query]
 ) -> None:
     """The load without wrk: keep-alive connections sending the probe's queries,
-    paced at ``rate`` in all (0: back to back)."""
+    paced at ``args.rate`` in all (0: back to back)."""
     load = Probe()
-    await run_probe(load, port, time.monotonic() + seconds, rate, connections)
-    report.load_tool = "asyncio client"
+    until = time.monotonic() + args.seconds
+    await asyncio.to_thread(run_probe, load, port, until, args.rate, args.connections, queries)
+    report.load_tool = "python client"
     report.requests = len(load.samples)
-    report.rate = len(load.samples) / seconds
+    report.rate = len(load.samples) / args.seconds
     latencies = sorted(s.seconds for s in load.samples)
     report.wrk_p50 = f"{percentile(latencies, 50) * 1e3:.2f}ms"
     report.wrk_p99 = f"{percentile(latencies, 99) * 1e3:.2f}ms"
@@ -528,32 +459,38 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _measure(
-    target: Target, report: Report, prober: ProbeProcess, args: argparse.Namespace, script: Path
+    target: Target,
+    report: Report,
+    prober: ProbeProcess,
+    args: argparse.Namespace,
+    workload: Workload,
 ) -> None:
     """The load, the rewrites and the scrapes, while ``prober`` probes."""
-    rng = random.Random(5)
     tasks = [
-        rewriter(target, report, prober, args.seconds, args.reload_every, rng),
+        rewriter(target, report, prober, args.seconds, args.reload_every, iter(workload.added)),
         scraper(target, report, args.seconds),
     ]
     if shutil.which("wrk"):
         tasks.append(
-            asyncio.to_thread(run_wrk, report, target.port, script, args.seconds, args.connections)
+            asyncio.to_thread(
+                run_wrk, report, target.port, workload.script, args.seconds, args.connections
+            )
         )
     else:
-        tasks.append(asyncio_load(report, target.port, args.seconds, args.connections, args.rate))
+        tasks.append(python_load(report, target.port, args, workload.queries))
     await asyncio.gather(*tasks)
     report.probe_stalls = await prober.collect(report.probe)
 
 
-async def soak(target: Target, args: argparse.Namespace, script: Path) -> Report:
+async def soak(target: Target, args: argparse.Namespace, workload: Workload) -> Report:
     report = Report(target.name)
     # Warm up, then measure memory from here.
-    await run_probe(Probe(), target.port, time.monotonic() + 2.0, 100, 4)
+    warm_until = time.monotonic() + 2.0
+    await asyncio.to_thread(run_probe, Probe(), target.port, warm_until, 100, 4, workload.queries)
     report.rss_start = {name: rss_mb(pid) for name, pid in target.pids.items()}
-    prober = ProbeProcess(target.port, args.seconds, args.probe_rate, 4)
+    prober = ProbeProcess(target.port, args.seconds, args.probe_rate, 4, workload.queries)
     try:
-        await _measure(target, report, prober, args, script)
+        await _measure(target, report, prober, args, workload)
     finally:
         prober.close()
     await asyncio.sleep(1.5)  # let the last reload finish before counting
@@ -763,11 +700,11 @@ def main(argv: list[str] | None = None) -> int:
     # The list and the load's queries are bench.matcher's workload at this size:
     # searches in six languages, one in seven matching a term (plain or obfuscated),
     # so that nearly every request is new to the matcher's memo.
-    workload = make_workload(args.terms, args.mix, 0, evaluation.load_vocabulary())
-    queries = [query for _, query in workload["mix"]]
+    bench_workload = make_workload(args.terms, args.mix, 0, evaluation.load_vocabulary())
+    queries = [query for _, query in bench_workload["mix"]]
+    lines = [term_line(term) for term in bench_workload["terms"]]
     # The vocabulary is millions of objects: left to the cycle collector, its full
-    # collections (30-290 ms) would stall this process's own probe client, and
-    # the probe would time them as the server's latency.
+    # collections (30-290 ms) would stall this process's rewrites and scrapes.
     evaluation.load_vocabulary.cache_clear()
     gc.collect()
     gc.freeze()
@@ -775,16 +712,23 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
-        script = lua_mix(tmp, queries, delay_ms)
+        reference = tmp / "soak.toml"
+        write_list(reference, lines, 1)
+        probe_pool = probe_queries(queries, [REPO / "keyword_lists", reference], PROBE_QUERIES)
+        rewrites = int(args.seconds / args.reload_every) + 1
+        workload = Workload(
+            lua_mix(tmp, queries, delay_ms),
+            probe_pool,
+            added_terms(random.Random(5), rewrites, probe_pool),
+        )
         targets = ("middleware", "proxy") if args.target == "both" else (args.target,)
         for name in targets:
             list_file = tmp / f"{name}-lists" / "soak.toml"
             list_file.parent.mkdir()
-            lines = [term_line(term) for term in workload["terms"]]
             write_list(list_file, lines, 1)
             context = middleware_target if name == "middleware" else proxy_target
             with context(tmp, list_file, lines) as target:
-                reports.append(asyncio.run(soak(target, args, script)))
+                reports.append(asyncio.run(soak(target, args, workload)))
     print_report(reports, args)
     return 1 if failed(reports) else 0
 
