@@ -99,7 +99,7 @@ def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float | None:
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
             seconds, nanoseconds = _TIMESPEC.unpack(data[: _TIMESPEC.size])
-            return seconds + nanoseconds * 1e-9
+            return float(seconds + nanoseconds * 1e-9)
     return None
 
 

@@ -44,7 +44,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import math
+import json
 import multiprocessing
 import os
 import random
@@ -66,6 +66,19 @@ from bench.matcher import make_workload, term_line, write_list_lines
 from bench.middleware import free_port
 from bench.probe import Probe, Query, Sample, run_probe
 from bench.proxy import started
+from bench.spike import (
+    P99_TARGET,
+    Buckets,
+    Interval,
+    LatencyCycle,
+    MatchCycle,
+    latency_cycles,
+    match_cycles,
+    match_spike,
+    over_target,
+    percentile,
+    request_spike,
+)
 from deterrence.metrics import MATCH_DURATION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -230,7 +243,20 @@ class Report:
     matcher_scrapes: list[tuple[float, Buckets]] = field(default_factory=list)
     """(when, the match-duration histogram then), every SCRAPE_EVERY seconds."""
     probe_stalls: list[float] = field(default_factory=list)
-    """How late the probe process's own event loop woke, when over a millisecond (s)."""
+    """How late the probe client sent, when over a millisecond (s): its own stalls."""
+
+    def samples(self) -> list[tuple[float, float]]:
+        """The probe's (sent at, latency) pairs."""
+        return [(sample.at, sample.seconds) for sample in self.probe.samples]
+
+    def raw(self) -> dict[str, object]:
+        """What the spike tests read, for ``--save``."""
+        return {
+            "name": self.name,
+            "samples": self.samples(),
+            "rewrites": self.rewrites,
+            "matcher_scrapes": self.matcher_scrapes,
+        }
 
 
 def rss_mb(pid: int) -> float:
@@ -315,10 +341,6 @@ def sample(text: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-Buckets = list[tuple[float, float]]
-"""A histogram's cumulative buckets: (upper bound, count)."""
-
-
 def histogram_buckets(text: str, name: str) -> Buckets:
     return [
         (float(bound), float(count))
@@ -328,20 +350,11 @@ def histogram_buckets(text: str, name: str) -> Buckets:
     ]
 
 
-P99_TARGET = 250e-6
-"""DESIGN §7's p99 for a match."""
-
-
-def within_target(buckets: Buckets) -> float:
-    """How many observations took P99_TARGET or less (nan: no such bucket)."""
-    return next((count for bound, count in buckets if bound == P99_TARGET), float("nan"))
-
-
 def bucket_p99(buckets: Buckets) -> str:
     """The bucket bound that holds 99 % of the observations, how many there were,
     and the share within the target."""
-    total = buckets[-1][1] if buckets else 0.0
-    within = within_target(buckets)
+    over, total = over_target(buckets)
+    within = total - over
     for bound, count in buckets:
         if total and count >= 0.99 * total:
             bound_text = f"≤ {bound * 1e6:.0f} µs" if bound < 1 else f"≤ {bound:g} s"
@@ -349,49 +362,6 @@ def bucket_p99(buckets: Buckets) -> str:
                 f"{bound_text} (n={total:,.0f}, {within / total:.2%} ≤ {P99_TARGET * 1e6:.0f} µs)"
             )
     return "—"
-
-
-def share_above(
-    inside_above: float, inside_total: float, outside_share: float, outside_total: float
-) -> tuple[float, float]:
-    """A reload spike test: the share of observations after a rewrite above a
-    bound that ``outside_share`` of the ``outside_total`` others exceed, and the
-    most that share could reach by chance with no spike: three standard errors
-    of the difference of the two shares above ``outside_share`` (a false alarm
-    about once in 700 runs). The others' share is itself a sample (the probe's
-    bound is their p99, estimated from them), so both samples' errors count."""
-    if not inside_total or not outside_total:
-        return float("nan"), float("nan")  # no rewrite fell inside the run, or all did
-    share = inside_above / inside_total
-    variance = outside_share * (1 - outside_share) * (1 / inside_total + 1 / outside_total)
-    return share, outside_share + 3 * math.sqrt(variance)
-
-
-def probe_spike(inside: list[float], outside: list[float]) -> tuple[float, float]:
-    """Probe requests after a rewrite slower than the other times' p99."""
-    bound = percentile(outside, 99)
-    return share_above(sum(v > bound for v in inside), len(inside), 0.01, len(outside))
-
-
-def matcher_spike(inside: Buckets, outside: Buckets) -> tuple[float, float]:
-    """Matches after a rewrite slower than the target, against the other times' share."""
-
-    def above(buckets: Buckets) -> tuple[float, float]:
-        total = buckets[-1][1] if buckets else 0.0
-        within = within_target(buckets) if buckets else 0.0
-        return total - within, total
-
-    out_above, out_total = above(outside)
-    in_above, in_total = above(inside)
-    out_share = out_above / out_total if out_total else 0.0
-    return share_above(in_above, in_total, out_share, out_total)
-
-
-def spike_text(share: float, chance: float) -> str:
-    if math.isnan(share):
-        return "—"
-    verdict = "SPIKE" if share > chance else "no spike"
-    return f"{share:.2%} (chance: up to {chance:.2%}): {verdict}"
 
 
 def admin_reload(port: int) -> None:
@@ -449,13 +419,6 @@ async def python_load(
     report.wrk_p99 = f"{percentile(latencies, 99) * 1e3:.2f}ms"
     report.socket_errors = len(load.errors)
     report.non_2xx = len(load.wrong)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    index = min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))
-    return sorted(values)[index]
 
 
 async def _measure(
@@ -541,38 +504,37 @@ def proxy_target(tmp: Path, list_file: Path, lines: list[str]) -> Iterator[Targe
 # --- reporting ----------------------------------------------------------------------------
 
 
-def latency_split(report: Report, window: float) -> tuple[list[float], list[float]]:
-    inside, outside = [], []
-    for s in report.probe.samples:
-        after = any(0 <= s.at - at <= window for at in report.rewrites)
-        (inside if after else outside).append(s.seconds * 1e3)
-    return inside, outside
-
-
-def matcher_split(report: Report, window: float) -> tuple[Buckets, Buckets]:
-    """The match-duration histogram over the scrape intervals that overlap the
-    ``window`` seconds after a rewrite, and over the others."""
-    inside: Buckets = []
-    outside: Buckets = []
-    for (start, before), (end, after) in zip(
-        report.matcher_scrapes, report.matcher_scrapes[1:], strict=False
-    ):
-        near = any(start <= at + window and end >= at for at in report.rewrites)
-        delta = [(bound, b - a) for (bound, a), (_, b) in zip(before, after, strict=True)]
-        into = inside if near else outside
-        if not into:
-            into.extend(delta)
-        else:
-            into[:] = [(bound, a + b) for (bound, a), (_, b) in zip(into, delta, strict=True)]
-    return inside, outside
-
-
 def describe(values: list[float]) -> str:
+    """p50 / p99 / max of latencies in seconds, in milliseconds."""
     if not values:
         return "—"
     return (
-        f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f} / {max(values):.2f} ms"
-        f" (n={len(values)})"
+        f"{percentile(values, 50) * 1e3:.2f} / {percentile(values, 99) * 1e3:.2f}"
+        f" / {max(values) * 1e3:.2f} ms (n={len(values)})"
+    )
+
+
+def slower_share(cycles: list[LatencyCycle]) -> float:
+    """The share of requests inside the windows slower than the others' p99."""
+    inside = [v for cycle in cycles for v in cycle[0]]
+    bound = percentile([v for cycle in cycles for v in cycle[1]], 99)
+    return sum(v > bound for v in inside) / len(inside) if inside else float("nan")
+
+
+def request_spike_text(interval: Interval, verdict: str) -> str:
+    if verdict == "—":
+        return verdict
+    ms = [f"{v * 1e3:+.2f}" for v in (interval.estimate, interval.low, interval.high)]
+    return f"{ms[0]} ms [{ms[1]}, {ms[2]}]: {verdict}"
+
+
+def match_spike_text(
+    interval: Interval, outside: float, verdict: str, cycles: list[MatchCycle]
+) -> str:
+    counts = f"n={sum(c[1] for c in cycles):,.0f} / {sum(c[3] for c in cycles):,.0f}"
+    return (
+        f"{interval.estimate:.2%} [{interval.low:.2%}, {interval.high:.2%}] / {outside:.2%}"
+        f" ({counts}): {verdict if verdict != '—' else '— (over the target at other times too)'}"
     )
 
 
@@ -632,32 +594,35 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         ],
     )
     row("load latency p50 / p99", [f"{r.wrk_p50} / {r.wrk_p99}" for r in reports])
-    splits = [latency_split(r, args.window) for r in reports]
+    cycles = [latency_cycles(r.samples(), r.rewrites, args.window) for r in reports]
     row(
         f"probe p50 / p99 / max, ≤ {args.window:g} s after a rewrite",
-        [describe(i) for i, _ in splits],
+        [describe([v for inside, _ in c for v in inside]) for c in cycles],
     )
-    row("probe p50 / p99 / max, other times", [describe(o) for _, o in splits])
+    row(
+        "probe p50 / p99 / max, other times",
+        [describe([v for _, outside in c for v in outside]) for c in cycles],
+    )
     row(
         "probe client's own stalls over 1 ms (count / longest)",
         [f"{len(r.probe_stalls)} / {max(r.probe_stalls, default=0) * 1e3:.1f} ms" for r in reports],
     )
+    row(
+        f"probes ≤ {args.window:g} s after a rewrite slower than the other times' p99"
+        " (1 % if reloads change nothing)",
+        [f"{slower_share(c):.2%}" for c in cycles],
+    )
+    row(
+        f"**reload spike, requests**: p99 ≤ {args.window:g} s after a rewrite minus other"
+        f" times' (95 % interval; bound {P99_TARGET * 1e3:g} ms)",
+        [request_spike_text(*request_spike(c)) for c in cycles],
+    )
     row("matcher p99 (histogram bucket), whole run", [r.matcher_p99 for r in reports])
-    matcher_splits = [matcher_split(r, args.window) for r in reports]
+    matches = [match_cycles(r.matcher_scrapes, r.rewrites, args.window) for r in reports]
     row(
-        f"matcher p99, ≤ {args.window:g} s after a rewrite",
-        [bucket_p99(inside) for inside, _ in matcher_splits],
-    )
-    row("matcher p99, other times", [bucket_p99(outside) for _, outside in matcher_splits])
-    row(
-        f"reload spike: probes ≤ {args.window:g} s after a rewrite slower than the other"
-        " times' p99",
-        [spike_text(*probe_spike(inside, outside)) for inside, outside in splits],
-    )
-    row(
-        f"reload spike: matches ≤ {args.window:g} s after a rewrite over"
-        f" {P99_TARGET * 1e6:.0f} µs, against other times",
-        [spike_text(*matcher_spike(inside, outside)) for inside, outside in matcher_splits],
+        f"**reload spike, matches**: share over {P99_TARGET * 1e6:.0f} µs ≤ {args.window:g} s"
+        " after a rewrite (95 % interval) / other times (bound 1 %)",
+        [match_spike_text(*match_spike(m), m) for m in matches],
     )
     for r in reports:
         for line in (r.probe.wrong + r.probe.errors)[:5]:
@@ -693,6 +658,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-rate", type=float, default=50.0)
     parser.add_argument("--window", type=float, default=2.0)
     parser.add_argument("--target", choices=("middleware", "proxy", "both"), default="both")
+    parser.add_argument(
+        "--save",
+        type=Path,
+        help="write what the spike tests read to this JSON file (python -m bench.spike reads it)",
+    )
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     from deterrence import evaluation
@@ -730,6 +700,9 @@ def main(argv: list[str] | None = None) -> int:
             with context(tmp, list_file, lines) as target:
                 reports.append(asyncio.run(soak(target, args, workload)))
     print_report(reports, args)
+    if args.save:
+        saved = {"window": args.window, "targets": [r.raw() for r in reports]}
+        args.save.write_text(json.dumps(saved))
     return 1 if failed(reports) else 0
 
 
