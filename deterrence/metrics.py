@@ -72,6 +72,7 @@ ERROR_KINDS = (
     "list_missing",
     "list_invalid",
     "list_build_fallback",
+    "list_cache",
     "page_render",
 )
 ACTIONS = ("block", "warn", "count")

@@ -20,7 +20,15 @@ What starts a reload:
 - **SIGHUP**, when the app runs in the main thread of its process (``kill -HUP``);
 - **POST {prefix}/admin/reload** (:mod:`deterrence.admin`);
 - **list URLs** (``settings.list_urls``, polled every ``list_urls_poll_seconds``):
-  see :mod:`deterrence.remote_lists`.
+  see :mod:`deterrence.remote_lists`. SIGHUP and the admin endpoint fetch them too
+  (conditional requests: an unchanged list costs a 304), file polling does not.
+
+A list URL whose body cannot be cached at start-up (a full disk, a read-only data
+directory), with no cached copy yet, is served from a temporary directory instead:
+refusing to start would serve no list at all, while the lists in hand have been
+fetched and checked like any other. It is counted (``list_cache``) and logged, and
+moved to the real cache as soon as a later fetch finds it writable; until then a
+restart without network would have no copy of it.
 
 A reload is all or nothing. When any file fails to load, or a file that was in service
 has vanished (a half-finished deploy looks exactly like that), the matcher in service
@@ -33,11 +41,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
+import shutil
 import signal
 import sys
+import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +62,7 @@ from deterrence.child_build import BuildCancelled, BuildUnavailable, ChildBuilde
 from deterrence.hugepages import back_heap_with_huge_pages
 from deterrence.lists import ListError, TermList, list_files
 from deterrence.matcher import Matcher
-from deterrence.remote_lists import Fetched, FetchError, RemoteList
+from deterrence.remote_lists import CacheError, Fetched, FetchError, RemoteList
 from deterrence.settings import Settings
 
 __all__ = ["MatcherHolder", "ReloadResult"]
@@ -96,7 +108,8 @@ class ReloadResult:
     error: str | None = None
     """What was wrong, by file and line (never anything from a request)."""
     kind: str | None = None
-    """``list_invalid``, ``list_missing``, or None for a list URL that could not be fetched."""
+    """``list_invalid``, ``list_missing``, ``list_cache`` (the list cache could not be
+    written), or None for a list URL that could not be fetched."""
 
     def summary(self) -> dict[str, object]:
         return {
@@ -137,13 +150,18 @@ class MatcherHolder:
 
     def __init__(self, settings: Settings, *, recorder: ReloadRecorder | None = None) -> None:
         self.settings = settings
+        self._uncounted: list[str] = []  # error kinds met before a recorder was set
         self.recorder = recorder
         self.paths = [Path(p) for p in settings.lists]
         allow_http = settings.list_urls_allow_http
-        self.remotes = [
+        self.homes = [
             remote_lists.parse_list_url(url, settings.data_dir, allow_http=allow_http)
             for url in settings.list_urls
         ]
+        """Where each list URL's copy is cached."""
+        self.remotes = list(self.homes)
+        """Where each list URL's copy in service is: its home, or a temporary directory."""
+        self._temporary: Path | None = None
         self._lock = threading.Lock()
         self._seen: Snapshot = ()  # what polling last acted on
         self._candidate: Snapshot | None = None
@@ -158,17 +176,39 @@ class MatcherHolder:
         """Reloads built in this process because no child process could build."""
         self.matcher: Matcher = self._first_load()
 
+    @property
+    def recorder(self) -> ReloadRecorder | None:
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, recorder: ReloadRecorder | None) -> None:
+        """The Recorder is built from the lists loaded first: what went wrong while
+        loading them is counted once it is set."""
+        self._recorder = recorder
+        if recorder is not None:
+            for kind in self._uncounted:
+                recorder.error(kind)
+            self._uncounted.clear()
+
+    def _count_error(self, kind: str) -> None:
+        if self._recorder is None:
+            self._uncounted.append(kind)
+        else:
+            self._recorder.error(kind)
+
     # --- loading ---------------------------------------------------------------
 
     def _first_load(self) -> Matcher:
         staged: list[Fetched] = []
-        for remote in self.remotes:
+        for index, remote in enumerate(self.remotes):
             if remote.cached():
-                continue  # the last good copy; polling refreshes it once running
+                continue  # the last good copy; a poll, SIGHUP or the admin endpoint refresh it
             try:
                 fetched = self._fetch(remote)
             except FetchError as exc:
                 raise ListError([f"{exc} (and no cached copy in {remote.directory})"]) from exc
+            except CacheError as exc:
+                fetched = self._stage_elsewhere(index, exc)
             if fetched is not None:
                 staged.append(fetched)
         try:
@@ -177,10 +217,58 @@ class MatcherHolder:
             for fetched in staged:
                 remote_lists.discard(fetched)
             raise
-        for fetched in staged:
-            remote_lists.promote(fetched)
+        try:
+            for fetched in staged:
+                remote_lists.promote(fetched)
+        except CacheError as exc:  # renames in a directory written a moment ago
+            raise ListError([str(exc)]) from exc
         self._seen = self._snapshot()
         return matcher
+
+    def _stage_elsewhere(self, index: int, error: CacheError) -> Fetched:
+        """Stage a download whose cache cannot be written in a temporary directory,
+        which then holds this list URL's copy in service (see the module docstring).
+        Raises ListError when that cannot be written either."""
+        assert error.download is not None  # staging, not promoting, failed
+        if self._temporary is None:
+            try:
+                self._temporary = Path(tempfile.mkdtemp(prefix="deterrence-list-cache-"))
+            except OSError as exc:
+                raise ListError([f"{error}; nor a temporary copy: {exc.strerror}"]) from exc
+            weakref.finalize(self, shutil.rmtree, self._temporary, ignore_errors=True)
+        home = self.homes[index]
+        moved = dataclasses.replace(home, directory=self._temporary / home.directory.name)
+        try:
+            fetched = remote_lists.stage(moved, error.download)
+        except CacheError as again:
+            raise ListError([f"{error}; nor {again}"]) from again
+        self.remotes[index] = moved
+        logger.error(
+            "%s; serving it from %s until the list cache can be written (a restart "
+            "without network would have no copy of it)",
+            error,
+            moved.directory,
+        )
+        self._count_error("list_cache")
+        return fetched
+
+    def _move_home(self) -> None:
+        """Copies served from a temporary directory go to the list cache once it can
+        be written again. The names of the files in service change, not their content."""
+        moved = False
+        for index, (remote, home) in enumerate(zip(self.remotes, self.homes, strict=True)):
+            if remote is home:
+                continue
+            try:
+                remote_lists.move_cache(remote, home)
+            except CacheError:
+                continue  # still not writable: said so at start-up
+            self.remotes[index] = home
+            moved = True
+            logger.info("%s: now cached in %s", home.url, home.directory)
+        if moved:
+            self._seen = self._snapshot()
+            self._in_service = _Files.now(self._seen)
 
     def _files(self, staged: Mapping[Path, Path]) -> list[Path]:
         files: list[Path] = []
@@ -235,8 +323,7 @@ class MatcherHolder:
                 return self.builder.build(files, self._pause)
             except BuildUnavailable as exc:
                 self.build_fallbacks += 1
-                if self.recorder is not None:
-                    self.recorder.error("list_build_fallback")
+                self._count_error("list_build_fallback")
                 logger.warning("building the matcher in this process: %s", exc)
         return build_here(files)
 
@@ -258,10 +345,15 @@ class MatcherHolder:
     # --- reloading (blocking: call on a worker thread) ---------------------------
 
     def reload_blocking(self, reason: str, *, only_if_changed: bool = False) -> ReloadResult:
-        """Reload now. With ``only_if_changed`` (polling), files whose content is what
-        is in service already (``touch``) rebuild nothing."""
+        """Reload now, with the list URLs fetched again. With ``only_if_changed``
+        (file polling), the list URLs are not fetched, and files whose content is
+        what is in service already (``touch``) rebuild nothing."""
         with self._lock:
-            return self._reload(reason, [], only_if_changed=only_if_changed)
+            if only_if_changed:
+                return self._reload(reason, [], only_if_changed=True)
+            result = self._refresh(reason, reload=True)
+            assert result is not None
+            return result
 
     def _reload(
         self, reason: str, fetched: list[Fetched], *, only_if_changed: bool = False
@@ -288,9 +380,17 @@ class MatcherHolder:
                 self._rejected[item.remote.url] = item.sha256
             kind = "list_missing" if isinstance(exc, _ListsMissing) else "list_invalid"
             return self._failed(reason, kind, exc.problems)
-        for item in fetched:
-            remote_lists.promote(item)
-            self._rejected.pop(item.remote.url, None)
+        try:
+            for item in fetched:
+                remote_lists.promote(item)
+                self._rejected.pop(item.remote.url, None)
+        except CacheError as exc:
+            # Renames only; if one fails after another worked, that cached copy is
+            # newer than the lists in service, and goes into service at the next
+            # reload (its meta.json is renamed last, so nothing is skipped).
+            for item in fetched:
+                remote_lists.discard(item)
+            return self._failed(reason, "list_cache", (str(exc),))
         if fetched:  # the cached copies changed under their own names
             self._seen = self._snapshot()
             files = _Files.now(self._seen)
@@ -329,8 +429,8 @@ class MatcherHolder:
         )
         if self.recorder is not None:
             self.recorder.list_reload("error", error=message)
-            if kind is not None:
-                self.recorder.error(kind)
+        if kind is not None:
+            self._count_error(kind)
         return ReloadResult("error", self.matcher.lists, message, kind)
 
     def files_changed_blocking(self) -> bool:
@@ -349,25 +449,37 @@ class MatcherHolder:
     def refresh_remote_blocking(self) -> ReloadResult | None:
         """Fetch every list URL; reload if any changed. None when nothing changed."""
         with self._lock:
-            fetched: list[Fetched] = []
-            failures: list[str] = []
-            for remote in self.remotes:
-                try:
-                    item = self._fetch(remote)
-                except FetchError as exc:
-                    failures.append(str(exc))
-                    continue
-                if item is None:
-                    continue
-                if self._rejected.get(remote.url) == item.sha256:
-                    remote_lists.discard(item)  # the same broken content, reported already
-                    continue
-                fetched.append(item)
-            result = self._reload("list URL", fetched) if fetched else None
-            if failures:
-                failed = self._failed("list URL", None, tuple(failures))
-                return result if result is not None and result.result == "error" else failed
-            return result
+            return self._refresh("list URL", reload=False)
+
+    def _refresh(self, reason: str, *, reload: bool) -> ReloadResult | None:
+        """Fetch every list URL, then reload if any changed or ``reload``. A URL that
+        cannot be fetched or cached keeps its copy in service, and makes the result
+        an error (after the reload of the rest, if any)."""
+        self._move_home()
+        fetched: list[Fetched] = []
+        failures: list[str] = []
+        cache_failed = False
+        for remote in self.remotes:
+            try:
+                item = self._fetch(remote)
+            except FetchError as exc:
+                failures.append(str(exc))
+                continue
+            except CacheError as exc:
+                failures.append(str(exc))
+                cache_failed = True
+                continue
+            if item is None:
+                continue
+            if self._rejected.get(remote.url) == item.sha256:
+                remote_lists.discard(item)  # the same broken content, reported already
+                continue
+            fetched.append(item)
+        result = self._reload(reason, fetched) if fetched or reload else None
+        if failures and (result is None or result.result != "error"):
+            kind = "list_cache" if cache_failed else None
+            return self._failed(reason, kind, tuple(failures))
+        return result
 
     # --- asyncio ---------------------------------------------------------------
 

@@ -6,9 +6,12 @@ URL, ETag, Last-Modified and sha256 of that copy), so a process that restarts wh
 the network is down serves the lists it served before. Polls are conditional
 (``If-None-Match`` / ``If-Modified-Since``): an unchanged list costs a 304.
 
-A fetched body is only *staged* (``<key>/incoming/<name>``); it replaces the cached
-copy once the whole list set loads with it (:mod:`deterrence.reload`), so the cache
-only ever holds lists that were in service. Options ride in the URL fragment, which
+A fetched body is only *staged* (``<key>/incoming/``, with its ``meta.json``); it
+replaces the cached copy once the whole list set loads with it (:mod:`deterrence.reload`),
+so the cache only ever holds lists that were in service. Everything that needs room
+on the disk happens while staging; putting a staged copy in service is two renames.
+A cache that cannot be written raises :class:`CacheError` (the holder counts it and
+keeps the lists in service). Options ride in the URL fragment, which
 is never sent to the server: ``#sha256=<hex>`` pins the exact content (anything else
 is refused), ``#name=lists.toml`` gives the file name (and, for ``.txt``, the list
 id) when the URL path does not end in one.
@@ -47,6 +50,15 @@ class FetchError(Exception):
     """A list URL could not be fetched or was refused. The message names the URL."""
 
 
+class CacheError(Exception):
+    """The list cache could not be written (a full disk, a read-only directory). The
+    message names the directory; ``download`` is what was fetched, to stage elsewhere."""
+
+    def __init__(self, message: str, download: Download | None = None) -> None:
+        super().__init__(message)
+        self.download = download
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteList:
     url: str
@@ -68,8 +80,23 @@ class RemoteList:
     def meta_path(self) -> Path:
         return self.directory / "meta.json"
 
+    @property
+    def staging_meta(self) -> Path:
+        return self.directory / "incoming" / "meta.json"
+
     def cached(self) -> bool:
         return self.path.is_file()
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A new body as the server sent it."""
+
+    url: str
+    body: bytes
+    sha256: str
+    etag: str | None
+    last_modified: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +105,6 @@ class Fetched:
 
     remote: RemoteList
     sha256: str
-    etag: str | None
-    last_modified: str | None
 
 
 def parse_list_url(raw: str, data_dir: Path, *, allow_http: bool) -> RemoteList:
@@ -109,7 +134,13 @@ def parse_list_url(raw: str, data_dir: Path, *, allow_http: bool) -> RemoteList:
 
 def fetch(remote: RemoteList, *, timeout: float, allow_http: bool) -> Fetched | None:
     """Fetch ``remote`` conditionally. None when it has not changed since the cached
-    copy; else the body is staged at ``remote.staging``. Raises :class:`FetchError`."""
+    copy; else the body is staged. Raises :class:`FetchError`, or :class:`CacheError`
+    when the body came but cannot be staged."""
+    download = _download(remote, timeout=timeout, allow_http=allow_http)
+    return None if download is None else stage(remote, download)
+
+
+def _download(remote: RemoteList, *, timeout: float, allow_http: bool) -> Download | None:
     headers = {"User-Agent": f"deterrence/{__version__}", "Accept": "*/*"}
     if remote.cached():
         meta = read_meta(remote)
@@ -135,29 +166,71 @@ def fetch(remote: RemoteList, *, timeout: float, allow_http: bool) -> Fetched | 
         raise FetchError(f"{remote.url}: sha256 {digest} does not match the pinned {remote.sha256}")
     if remote.cached() and digest == read_meta(remote).get("sha256"):
         return None  # the server ignored the conditional headers
-    remote.staging.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(remote.staging, body)
-    return Fetched(
-        remote, digest, response_headers.get("ETag"), response_headers.get("Last-Modified")
-    )
+    etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
+    return Download(remote.url, body, digest, etag, last_modified)
+
+
+def stage(remote: RemoteList, download: Download) -> Fetched:
+    """Write ``download`` and its meta.json beside ``remote``'s cached copy, not yet in
+    service. Raises :class:`CacheError` (and leaves nothing staged)."""
+    meta = {
+        "url": remote.url,
+        "sha256": download.sha256,
+        "etag": download.etag,
+        "last_modified": download.last_modified,
+    }
+    try:
+        remote.staging.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(remote.staging, download.body)
+        _write_atomically(remote.staging_meta, json.dumps(meta, indent=2).encode())
+    except OSError as exc:
+        fetched = Fetched(remote, download.sha256)
+        discard(fetched)
+        raise CacheError(_cannot_write(remote, exc), download) from exc
+    return Fetched(remote, download.sha256)
 
 
 def promote(fetched: Fetched) -> None:
-    """Put a staged body in service as the cached copy."""
+    """Put a staged body in service as the cached copy: renames only, the body first
+    (a meta.json left behind makes the next poll fetch it again, never skip it).
+    Raises :class:`CacheError`."""
     remote = fetched.remote
-    remote.staging.replace(remote.path)
-    meta = {
-        "url": remote.url,
-        "sha256": fetched.sha256,
-        "etag": fetched.etag,
-        "last_modified": fetched.last_modified,
-    }
-    _write_atomically(remote.meta_path, json.dumps(meta, indent=2).encode())
+    try:
+        remote.staging.replace(remote.path)
+        remote.staging_meta.replace(remote.meta_path)
+    except OSError as exc:
+        raise CacheError(_cannot_write(remote, exc)) from exc
 
 
 def discard(fetched: Fetched) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        fetched.remote.staging.unlink()
+    for path in (fetched.remote.staging, fetched.remote.staging_meta):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def move_cache(remote: RemoteList, home: RemoteList) -> None:
+    """Copy ``remote``'s cached copy and meta.json to ``home`` (the same URL, another
+    directory), then remove them. Raises :class:`CacheError` (leaving ``home`` as it was)."""
+    try:
+        body, meta = remote.path.read_bytes(), remote.meta_path.read_bytes()
+    except OSError as exc:
+        raise CacheError(f"{remote.url}: cannot read {remote.directory}: {exc.strerror}") from exc
+    try:
+        home.staging.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(home.staging, body)
+        _write_atomically(home.staging_meta, meta)
+        home.staging.replace(home.path)
+        home.staging_meta.replace(home.meta_path)
+    except OSError as exc:
+        discard(Fetched(home, ""))
+        raise CacheError(_cannot_write(home, exc)) from exc
+    for path in (remote.path, remote.meta_path):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _cannot_write(remote: RemoteList, exc: OSError) -> str:
+    return f"{remote.url}: cannot write the list cache in {remote.directory}: {exc.strerror or exc}"
 
 
 def read_meta(remote: RemoteList) -> dict[str, str]:
@@ -179,11 +252,16 @@ def _read_capped(response: IO[bytes], url: str) -> bytes:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    try:
+        with temporary.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()  # a write cut short by a full disk
+        raise
 
 
 class _RedirectHandler(urllib.request.HTTPRedirectHandler):

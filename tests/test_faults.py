@@ -8,14 +8,14 @@ and the server keeps answering.
   entry that cannot be read;
 - the upstream of the proxy resets the connection, before and during its answer.
 
-A vanished list file is in tests/test_reload.py (it is a reload fault).
-Mounting needs root (CAP_SYS_ADMIN): without it those tests skip locally and fail in CI.
+A vanished list file is in tests/test_reload.py (it is a reload fault), a list cache
+that cannot be written in tests/test_list_urls.py. Mounting needs root
+(CAP_SYS_ADMIN): without it those tests skip locally and fail in CI.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import sqlite3
@@ -35,6 +35,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from tmpfs_support import fill, tmpfs
 
 from deterrence import DeterrenceMiddleware
 from deterrence.matcher import Match, Matcher
@@ -134,38 +135,6 @@ def test_a_locked_store_delays_counts_but_no_request(tmp_path: Path) -> None:
             locker.close()
         # Nothing was lost: the counts stayed in memory and the next flush wrote them.
         wait_for(lambda: stored_inspections(tmp_path) == 20)
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, *options: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        message = f"cannot mount a tmpfs (needs root): {result.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until the filesystem has no room left."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as file:
-        try:
-            while True:
-                file.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def test_a_full_disk_delays_counts_but_no_request(tmp_path: Path) -> None:

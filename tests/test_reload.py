@@ -7,9 +7,6 @@ Every term here is invented.
 
 from __future__ import annotations
 
-import hashlib
-import http.server
-import io
 import logging
 import os
 import random
@@ -19,23 +16,22 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+from list_server import ListServer
 from live_uvicorn import free_port, metric, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from deterrence import DeterrenceMiddleware, Settings, pieces, remote_lists
+from deterrence import DeterrenceMiddleware, Settings, pieces
 from deterrence.lists import ListError
 from deterrence.matcher import Matcher
 from deterrence.reload import MatcherHolder
@@ -408,56 +404,6 @@ def test_admin_reload_without_a_token_configured_does_not_exist(
 # --- list URLs -----------------------------------------------------------------------------
 
 
-class ListServer:
-    """A real HTTP server on 127.0.0.1 serving one list file, with ETag and
-    Last-Modified, answering conditional requests with 304."""
-
-    def __init__(self) -> None:
-        self.body = b""
-        self.etag = ""
-        self.requests: list[dict[str, str]] = []
-        self.redirect_to: str | None = None
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.requests.append({k.lower(): v for k, v in self.headers.items()})
-                if owner.redirect_to is not None:
-                    self.send_response(302)
-                    self.send_header("Location", owner.redirect_to)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if self.headers.get("If-None-Match") == owner.etag:
-                    self.send_response(304)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("ETag", owner.etag)
-                self.send_header("Last-Modified", "Sun, 01 Nov 2026 10:00:00 GMT")
-                self.send_header("Content-Length", str(len(owner.body)))
-                self.end_headers()
-                self.wfile.write(owner.body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def publish(self, terms: list[str], list_id: str = "fleet") -> str:
-        quoted = ", ".join(f'"{t}"' for t in terms)
-        self.body = f'id = "{list_id}"\ncategory = "fleet"\nterms = [{quoted}]\n'.encode()
-        self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:12] + '"'
-        return hashlib.sha256(self.body).hexdigest()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def list_server() -> Iterator[ListServer]:
     server = ListServer()
@@ -561,15 +507,6 @@ def test_list_urls_must_be_https_unless_allowed(
         remote_settings(f"{list_server.base}/latest#name=fleet.toml", tmp_path, lists_dir)
     )
     assert holder.matcher.match("vexmorrow") is not None
-
-
-def test_https_list_urls_may_not_redirect_to_http(list_server: ListServer) -> None:
-    # No https server here: the redirect handler urllib consults is asked directly.
-    handler = remote_lists._RedirectHandler(allow_http=False)
-    request = urllib.request.Request("https://lists.example.invalid/fleet.toml")
-    target = f"{list_server.base}/fleet.toml"
-    with pytest.raises(remote_lists.FetchError, match="redirected away from https"):
-        handler.redirect_request(request, io.BytesIO(), 302, "Found", HTTPMessage(), target)
 
 
 def test_list_urls_are_polled_by_the_running_app(

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deterrence.commands._common import add_lists_option, settings_overrides
+from deterrence.commands._common import add_lists_option, report_list_error, settings_overrides
 from deterrence.commands.serve import add_server_options, serve
 
 
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from deterrence.dashboard import DashboardExposureError, check_exposure
     from deterrence.demo import DEMO_TRIGGER, DEMO_WARN_TRIGGER, create_app
+    from deterrence.lists import ListError
     from deterrence.settings import Settings
 
     overrides = settings_overrides(args)
@@ -41,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
     except DashboardExposureError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ListError as exc:
+        report_list_error(exc)
+        return 1
     base = f"http://{args.host}:{args.port}"
     prefix = app.settings.prefix
     print(f"deterrence demo search site: {base}/")
