@@ -37,7 +37,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from tmpfs_support import fill, tmpfs
 
-from deterrence import DeterrenceMiddleware
+from deterrence import DeterrenceMiddleware, extract
 from deterrence.matcher import Match, Matcher
 from deterrence.metrics import ERRORS
 from deterrence.proxy import ProxyApp
@@ -98,6 +98,43 @@ def test_a_matcher_exception_follows_on_error(
         assert search(base, "weather").status_code == 200
     assert "matching failed with RuntimeError" in caplog.text
     assert CANARY not in caplog.text  # the exception's message quoted the query
+
+
+# --- decoding the request raises -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("on_error", "expected"), [("open", 200), ("closed", BLOCK_STATUS)])
+def test_a_decoding_exception_follows_on_error(
+    on_error: str,
+    expected: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """deterrence.extract never raises by design, so no request can make it: a mock
+    stands in for the bug (with the query in its message, as a careless one would)."""
+
+    def broken(raw: bytes, *args: object, **kwargs: object) -> list[str]:
+        raise UnicodeDecodeError("utf-8", raw, 0, 1, f"cannot decode {CANARY}")
+
+    middleware = DeterrenceMiddleware(
+        app(), data_dir=tmp_path, on_error=on_error, block_status=BLOCK_STATUS
+    )
+    with serve(middleware) as base:
+        monkeypatch.setattr(extract, "form_values", broken)
+        responses = [search(base, f"weather {CANARY} {n}") for n in range(3)]
+        assert [r.status_code for r in responses] == [expected] * 3
+        if on_error == "open":
+            assert responses[0].text == "results"
+        else:  # the warning page, not the site
+            assert responses[0].headers["content-type"].startswith("text/html")
+            assert responses[0].text != "results" and CANARY not in responses[0].text
+        assert metric(base, "deterrence_errors_total", kind="decode") == 3
+        monkeypatch.undo()
+        assert search(base, "zorblax").status_code == BLOCK_STATUS
+        assert search(base, "weather").status_code == 200
+    assert "decoding the request failed with UnicodeDecodeError" in caplog.text
+    assert CANARY not in caplog.text
 
 
 # --- the SQLite store ---------------------------------------------------------------------
@@ -227,7 +264,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from deterrence import DeterrenceMiddleware
+from deterrence import DeterrenceMiddleware, extract
 
 
 async def search(request):
