@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2
 import pytest
 from browser_support import ARTIFACTS, chromium
-from live_uvicorn import serve
+from live_uvicorn import free_port, serve
 from seed_store import seed
 
 from deterrence.dashboard import Dashboard, DashboardExposureError, check_exposure
@@ -194,3 +199,54 @@ def test_screenshot_in_chromium(seeded: Path) -> None:
         page.goto(url + PATH + "?range=30d")
         page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
     assert (artifacts / "dashboard.png").stat().st_size > 20_000
+
+
+def test_a_broken_reload_shows_on_the_dashboard_of_the_running_demo(tmp_path: Path) -> None:
+    """From a broken list file to the dashboard page, on the demo as an operator runs
+    it: the failed reload with file and line, counted, and the old lists answer."""
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "alpha.toml").write_text('id = "alpha"\ncategory = "testing"\nterms = ["zorblax"]\n')
+    port = free_port()
+    env = {
+        **os.environ,
+        "DETERRENCE_DATA_DIR": str(tmp_path / "data"),
+        "DETERRENCE_DASHBOARD_TOKEN": TOKEN,
+        "DETERRENCE_BLOCK_STATUS": "451",
+        "DETERRENCE_MIN_COUNT": "1",
+    }
+    command = [sys.executable, "-m", "deterrence", "demo", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--lists", str(lists)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def status(query: str) -> int:
+        return httpx2.get(f"{base}/search", params={"q": query}, timeout=10).status_code
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[0].decode()
+            try:
+                if status("weather") == 200:
+                    break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline, "the demo did not start"
+                time.sleep(0.1)
+        (lists / "gamma.txt").write_text("plimsquark\nx\n")  # line 2: a term too short
+        process.send_signal(signal.SIGHUP)
+        page = ""
+        while "gamma.txt:2:" not in page:
+            assert time.monotonic() < deadline + 30, "the failed reload never showed"
+            time.sleep(0.1)
+            page = httpx2.get(base + PATH, headers=bearer(), timeout=10).text
+        reload_row = r'<tr><td class="nowrap">[^<]*</td><td class="error">error</td><td>(.*?)</td>'
+        failed = re.findall(reload_row, page)
+        assert len(failed) == 1 and f"{lists / 'gamma.txt'}:2: " in failed[0]  # file and line
+        errors = dict(re.findall(r'<tr><td>(\w+)</td><td class="num">([^<]*)</td></tr>', page))
+        assert errors["list_invalid"] == "1"
+        assert status("zorblax") == 451 and status("plimsquark") == 200  # the old lists
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
