@@ -476,9 +476,9 @@ class MatcherHolder:
                 continue
             fetched.append(item)
         result = self._reload(reason, fetched) if fetched or reload else None
-        if failures and (result is None or result.result != "error"):
-            kind = "list_cache" if cache_failed else None
-            return self._failed(reason, kind, tuple(failures))
+        if failures:
+            failed = self._failed(reason, "list_cache" if cache_failed else None, tuple(failures))
+            return result if result is not None and result.result == "error" else failed
         return result
 
     # --- asyncio ---------------------------------------------------------------

@@ -18,7 +18,9 @@ id) when the URL path does not end in one.
 
 Only ``https://`` unless ``settings.list_urls_allow_http``; redirects may not leave
 https. The standard library's urllib does the fetching: it honours the usual
-``https_proxy`` / ``no_proxy`` variables and needs no extra dependency.
+``https_proxy`` / ``no_proxy`` variables and needs no extra dependency, and checks
+certificates against OpenSSL's default CAs, which ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``
+set (how a list server with a private CA is trusted).
 """
 
 from __future__ import annotations
