@@ -3,9 +3,10 @@ the documented way (docs/operations.md), counted in ``deterrence_errors_total{ki
 and the server keeps answering.
 
 - the matcher raises (a Matcher subclass: no real input makes the real one raise);
+- decoding the request raises (a mock: deterrence.extract never raises by design);
 - the SQLite store is locked by another connection, and its disk is full (a tmpfs);
-- the Prometheus multiprocess directory is read-only (a read-only tmpfs) or holds an
-  entry that cannot be read;
+- the Prometheus multiprocess directory is read-only (a read-only tmpfs) at start-up,
+  or while serving under gunicorn --preload, or holds an entry that cannot be read;
 - the upstream of the proxy resets the connection, before and during its answer.
 
 A vanished list file is in tests/test_reload.py (it is a reload fault), a list cache
