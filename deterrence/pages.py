@@ -57,6 +57,7 @@ __all__ = [
     "PagesError",
     "Variant",
     "WarningPages",
+    "error_response",
     "load_variants",
     "prefers_json",
 ]
@@ -309,6 +310,34 @@ _BASE_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ance
 
 PLAIN_HEADERS = privacy_headers(_BASE_CSP)
 """Headers of every deterrence response that is not the HTML page."""
+
+
+# Pages for requests deterrence answers without the site: too long to inspect (413,
+# 414), or the proxy's upstream failed (502, 504). Like the warning page they say
+# nothing of the request, and carry PLAIN_HEADERS (DESIGN §6).
+_ERROR_PAGE = """<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} {title}</title>
+<h1>{title}</h1>
+<p>{text}</p>
+"""
+_ERROR_TEXTS = {
+    413: ("Request too large", "This request is larger than the site accepts. Shorten it."),
+    414: ("Search too long", "This search is longer than the site accepts. Shorten it."),
+    502: ("Bad gateway", "The site cannot be reached right now. Try again later."),
+    504: ("Gateway timeout", "The site took too long to answer. Try again later."),
+}
+ERROR_STATUSES = frozenset(_ERROR_TEXTS)
+
+
+def error_response(status: int) -> Response:
+    """The small page for a request deterrence answers itself with ``status``, one of
+    :data:`ERROR_STATUSES`."""
+    title, text = _ERROR_TEXTS[status]
+    html = _ERROR_PAGE.format(status=status, title=title, text=text)
+    return Response(html, status, PLAIN_HEADERS, "text/html")
 
 
 def _page_csp(style_hash: str) -> str:

@@ -43,11 +43,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
 
-from starlette.responses import HTMLResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from deterrence.middleware import decision_of
-from deterrence.pages import PLAIN_HEADERS
+from deterrence.pages import error_response
 from deterrence.upstream import UpstreamError, UpstreamPool
 
 if TYPE_CHECKING:
@@ -79,16 +78,6 @@ _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP_HEADERS)
 _FORWARDED_PREFIX = "x-forwarded-"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _NOT_URL_SAFE = re.compile(rb"[^\x21-\x7e]")
-
-# The error pages follow the warning page's rules (DESIGN §6): PLAIN_HEADERS.
-_ERROR_PAGE = """<!doctype html>
-<html lang="en">
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{status} {title}</title>
-<h1>{title}</h1>
-<p>{text}</p>
-"""
 
 
 class ErrorRecorder(Protocol):
@@ -392,7 +381,7 @@ class ProxyApp:
         status = 504 if kind == "upstream_timeout" else 502
         self._record(kind)
         logger.warning("upstream %s: answered %d", kind, status)
-        await _error_page(status)(scope, receive, send)
+        await error_response(status)(scope, receive, send)
 
 
 async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
@@ -423,12 +412,3 @@ def _safe_ascii(raw: bytes) -> str:
     if _NOT_URL_SAFE.search(raw) is None:
         return raw.decode("ascii")
     return quote(raw, safe="/?#[]@!$&'()*+,;=:%~")
-
-
-def _error_page(status: int) -> HTMLResponse:
-    if status == 504:
-        title, text = "Gateway timeout", "The site took too long to answer. Try again later."
-    else:
-        title, text = "Bad gateway", "The site cannot be reached right now. Try again later."
-    html = _ERROR_PAGE.format(status=status, title=title, text=text)
-    return HTMLResponse(html, status_code=status, headers=PLAIN_HEADERS)
