@@ -4,7 +4,9 @@ fields, JSON bodies.
 Everything here is defensive: malformed percent-escapes, invalid UTF-8, odd
 charsets, broken multipart and JSON all decode to *something* (with U+FFFD
 where bytes make no sense) rather than raise, because a request we cannot
-parse must still be inspected, and must never become a 500.
+parse must still be inspected, and must never become a 500. The one exception is
+:class:`TooDeep`: JSON nested deeper than Python's parser goes, which other
+parsers may read, so the caller must not take it for a body without a query.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from typing import Any
 
 _PERCENT_ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
 _HEX = b"0123456789abcdefABCDEF"
+
+
+class TooDeep(Exception):
+    """A JSON body nested too deep for ``json.loads``: it cannot be inspected."""
 
 
 def percent_decode(raw: bytes, *, plus_is_space: bool = True) -> bytes:
@@ -146,20 +152,28 @@ def multipart_values(
 
 
 def json_values(body: bytes, keys: Collection[str], charset: str = "utf-8") -> Iterator[str]:
-    """String values under the wanted keys, at any depth, of a JSON body.
+    """String values under the wanted keys, at any depth, of a JSON body: a
+    string or, in an array or object under such a key, every string in it.
 
     When the body does not parse in ``charset`` it is tried once more the way
     ``json.loads`` reads bytes (UTF-8, -16 or -32 by their byte pattern):
     that is what most Python apps do, whatever the Content-Type says, so a
-    UTF-16 body must not slip past uninspected."""
-    try:
-        document = json.loads(decode_text(body, charset), parse_int=_skip_number)
-    except (ValueError, RecursionError):
+    UTF-16 body must not slip past uninspected. A key given twice is read both
+    times: parsers differ in which one they keep. Raises :class:`TooDeep` when
+    the body is nested too deep to parse either way."""
+    too_deep = False
+    for source in (decode_text(body, charset), body):
         try:
-            document = json.loads(body, parse_int=_skip_number)
-        except (ValueError, RecursionError):
-            return
-    yield from _walk_json(document, keys, depth=0)
+            document = json.loads(source, parse_int=_skip_number, object_pairs_hook=tuple)
+        except RecursionError:
+            too_deep = True
+            continue
+        except ValueError:
+            continue
+        yield from _walk_json(document, keys)
+        return
+    if too_deep:
+        raise TooDeep
 
 
 def _skip_number(digits: str) -> None:
@@ -168,21 +182,17 @@ def _skip_number(digits: str) -> None:
     unread, though apps in other languages read it."""
 
 
-def _walk_json(node: Any, keys: Collection[str], depth: int) -> Iterator[str]:
-    if depth > 32:  # deeper nesting is no search form; stop before recursion limits
-        return
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(key, str) and key.casefold() in keys:
-                yield from _strings(value)
-            yield from _walk_json(value, keys, depth + 1)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk_json(item, keys, depth + 1)
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        yield from (item for item in value if isinstance(item, str))
+def _walk_json(document: Any, keys: Collection[str]) -> Iterator[str]:
+    """Objects come as tuples of (key, value) pairs (``object_pairs_hook``), arrays
+    as lists. A loop, not recursion: whatever ``json.loads`` could parse, any depth
+    of it is read."""
+    stack: list[tuple[Any, bool]] = [(document, False)]
+    while stack:
+        node, wanted = stack.pop()
+        if isinstance(node, str):
+            if wanted:
+                yield node
+        elif isinstance(node, list):
+            stack.extend((item, wanted) for item in reversed(node))
+        elif isinstance(node, tuple):
+            stack.extend((value, wanted or key.casefold() in keys) for key, value in reversed(node))
