@@ -12,8 +12,10 @@ string, form, multipart and JSON bodies), matches it, and then:
 Everything else — other paths, websockets, lifespan — passes straight through,
 except the routes deterrence serves itself under ``settings.prefix`` and the
 metrics route. A body the middleware read is replayed to the app byte for byte.
-``OPTIONS`` requests pass uninspected: a CORS preflight carries no one's search,
-and blocking it would keep the browser from ever fetching the warning.
+A CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``)
+passes uninspected: it carries no one's search, and blocking it would keep the
+browser from ever fetching the warning. Any other ``OPTIONS`` is inspected like a
+``GET``: some sites run the search whatever the method.
 
 Term lists reload without a restart (:mod:`deterrence.reload`): polling, SIGHUP
 and ``POST {prefix}/admin/reload`` (:mod:`deterrence.admin`) start while the
@@ -22,6 +24,14 @@ app's lifespan runs.
 When inspecting fails — decoding raised, or the matcher did — the request is
 answered per ``settings.on_error``: ``open`` passes it on, ``closed`` shows the
 warning; either way it is counted (``decode``, ``match_exception``).
+
+A search too long to inspect whole — a text over ``max_query_chars``, a body over
+``max_body_bytes`` or JSON nested too deep to parse — is matched as far as it can
+be; unless that part holds a ``block`` match it is answered per
+``settings.on_oversize``: ``reject`` answers 414 (the query string) or 413 (a body)
+with a small page of its own, ``closed`` shows the warning, ``open`` passes it on.
+Either way it is counted (``query_too_long``, ``body_too_large``). Matching the whole
+text is no option: the matching time grows faster than the text.
 
 The query never leaves this module: it is not logged, counted, put in a header
 or shown on the page, and access-log lines of inspected requests are redacted
@@ -51,7 +61,7 @@ from deterrence.logs import install_access_log_redaction
 from deterrence.matcher import Match, Matcher
 from deterrence.memo import UNSEEN, Memo, Unseen
 from deterrence.metrics import NO_VARIANT, Recorder
-from deterrence.pages import WarningPages
+from deterrence.pages import WarningPages, error_response
 from deterrence.paths import normalize_path
 from deterrence.reload import MatcherHolder
 from deterrence.settings import Settings
@@ -59,6 +69,11 @@ from deterrence.settings import Settings
 logger = logging.getLogger("deterrence")
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+URI_TOO_LONG = 414
+CONTENT_TOO_LARGE = 413
+REJECTED = "deterrence.rejected"
+"""Scope key: the status the middleware rejected a request with (413 or 414), for a
+caller that answers for it (the decision service)."""
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 
@@ -211,11 +226,11 @@ class DeterrenceMiddleware:
         if self._reads_body(scope):
             await self._inspect_body(scope, receive, send)
             return
-        match, failed = self._decide(scope, None)
-        if match is None and not failed:  # the usual search: on to the app, no more awaits
+        match, failed, oversize = self._decide(scope, None)
+        if match is None and not failed and not oversize:  # the usual search: on to the app
             await self.app(scope, receive, send)
             return
-        await self._act(scope, receive, send, match, failed, None)
+        await self._act(scope, receive, send, match, failed, oversize, None)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
@@ -231,19 +246,24 @@ class DeterrenceMiddleware:
         return wrapped
 
     def _search_route(self, scope: Scope) -> str | None:
-        """The search route of a request to inspect, or None. ``OPTIONS``
-        requests pass uninspected (see the module docstring)."""
+        """The search route of a request to inspect, or None. CORS preflights
+        pass uninspected (see the module docstring)."""
         route = self.routes.route_of(scope["path"])
-        return None if scope["method"] == "OPTIONS" else route
+        if route is not None and scope["method"] == "OPTIONS" and _is_preflight(scope):
+            return None
+        return route
 
     def _reads_body(self, scope: Scope) -> bool:
         return self._inspect_bodies and scope["method"] in _BODY_METHODS
 
     async def _inspect_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
-        body, body_messages = await self._read_body(receive, headers)
-        match, failed = self._decide(scope, None if body is None else (body, headers))
-        await self._act(scope, _replaying(body_messages, receive), send, match, failed, headers)
+        body, body_messages, too_large = await self._read_body(receive, headers)
+        match, failed, oversize = self._decide(scope, None if body is None else (body, headers))
+        if too_large and not oversize:
+            oversize = CONTENT_TOO_LARGE
+        replay = _replaying(body_messages, receive)
+        await self._act(scope, replay, send, match, failed, oversize, headers)
 
     async def _act(
         self,
@@ -252,12 +272,24 @@ class DeterrenceMiddleware:
         send: Send,
         match: Match | None,
         failed: bool,
+        oversize: int,
         headers: Headers | None,
     ) -> None:
-        """Answer an inspected request: the warning, or the app with the decision."""
+        """Answer an inspected request: the warning, a rejection, or the app with the
+        decision. Only a ``block`` match settles a search inspected in part: a
+        ``warn`` or ``count`` one would let the rest reach the app."""
         if failed and self.settings.on_error == "closed":
             await self._block(scope, receive, send, None)
             return
+        if oversize and (match is None or match.action != "block"):
+            mode = self.settings.on_oversize
+            if mode == "reject":
+                scope[REJECTED] = oversize
+                await error_response(oversize)(scope, receive, send)
+                return
+            if mode == "closed":
+                await self._block(scope, receive, send, None)
+                return
         if match is None:
             await self.app(scope, receive, send)
             return
@@ -275,9 +307,11 @@ class DeterrenceMiddleware:
 
     def _decide(
         self, scope: Scope, body: tuple[bytes, Headers] | None
-    ) -> tuple[Match | None, bool]:
+    ) -> tuple[Match | None, bool, int]:
         """The most severe match in the request (its query string, and ``body``
-        read under these headers), and whether inspecting failed.
+        read under these headers), whether inspecting failed, and whether a text was
+        too long to inspect whole: 414 when one in the query string was, 413 when
+        one in the body was or the body could not be parsed, else 0.
 
         A request with only a query string is answered from a memo of recent
         query strings when it can be: popular searches come back byte for byte,
@@ -285,7 +319,8 @@ class DeterrenceMiddleware:
         ``deterrence_match_duration_seconds`` shows the matching work). The memo is keyed by
         the query string's ``hash()`` (deterrence.memo: no text is kept), belongs
         to one matcher (a reload starts a new one), and only holds answers that
-        were reached without an error, so every error is still counted."""
+        were reached without an error or a text over the cap, so every error is
+        still counted, and every over-long query answered per ``on_oversize``."""
         query_string: bytes = scope.get("query_string", b"")
         matcher = self.matcher_holder.matcher  # one list set per request, even mid-reload
         memo: Memo[Match | Unseen | None] | None = None
@@ -293,22 +328,39 @@ class DeterrenceMiddleware:
             memo = self._memo_for(matcher)
             found = memo.get(query_string, UNSEEN)
             if not isinstance(found, Unseen):
-                return found, False  # not timed: the match duration is of matching work
+                return found, False, 0  # not timed: the match duration is of matching work
         texts: list[str] = []
+        failed = too_deep = False
         try:
             texts.extend(extract.form_values(query_string, self.query_params))
-            if body is not None:
-                texts.extend(self._body_texts(*body))
         except Exception as exc:  # extract never raises by design; if it ever does, count it
-            logger.error("decoding the request failed with %s", type(exc).__name__)
-            self.recorder.error("decode")
-            match, _ = self._match_all(matcher, texts)
-            return match, True
-        match, failed = self._match_all(matcher, texts)
+            failed = self._decoding_failed(exc)
+        in_query = len(texts)
+        if body is not None:
+            try:
+                texts.extend(self._body_texts(*body))
+            except extract.TooDeep:  # other parsers may read it: not inspected is not empty
+                self.recorder.error("body_too_large")
+                too_deep = True
+            except Exception as exc:
+                failed = self._decoding_failed(exc)
+        match, match_failed = self._match_all(matcher, texts)
+        failed = failed or match_failed
         limit = self.settings.max_query_chars
-        if memo is not None and not failed and all(len(text) <= limit for text in texts):
+        oversize = 0
+        # A text is never longer than the bytes it was decoded from (query strings are UTF-8).
+        if len(query_string) > limit and any(len(text) > limit for text in texts[:in_query]):
+            oversize = URI_TOO_LONG
+        elif too_deep or any(len(text) > limit for text in texts[in_query:]):
+            oversize = CONTENT_TOO_LARGE
+        if memo is not None and not failed and not oversize:
             memo.put(query_string, match)
-        return match, failed
+        return match, failed, oversize
+
+    def _decoding_failed(self, exc: Exception) -> bool:
+        logger.error("decoding the request failed with %s", type(exc).__name__)
+        self.recorder.error("decode")
+        return True
 
     async def _block(self, scope: Scope, receive: Receive, send: Send, match: Match | None) -> None:
         variant = self.pages.choose_variant()
@@ -339,18 +391,19 @@ class DeterrenceMiddleware:
 
     async def _read_body(
         self, receive: Receive, headers: Headers
-    ) -> tuple[bytes | None, list[Message]]:
-        """Read the body up to the cap. Returns (body or None if too large or
-        not inspectable, the messages read so far for replay)."""
+    ) -> tuple[bytes | None, list[Message], bool]:
+        """Read the body up to the cap. Returns the body (None if too large, not of
+        a type that holds a search, or the client went away), the messages read so
+        far for replay, and whether it was too large."""
         media, _ = extract.content_type(headers.get("content-type"))
         if media not in (_FORM, _MULTIPART, "application/json") and not media.endswith("+json"):
-            return None, []
+            return None, [], False
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length")
         # isascii: str.isdigit() accepts "²", which int() refuses.
         if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             self.recorder.error("body_too_large")
-            return None, []
+            return None, [], True
         messages: list[Message] = []
         size = 0
         chunks: list[bytes] = []
@@ -358,15 +411,15 @@ class DeterrenceMiddleware:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
-                return None, messages  # client went away
+                return None, messages, False  # client went away
             chunk = message.get("body", b"")
             size += len(chunk)
             chunks.append(chunk)
             if size > limit:
                 self.recorder.error("body_too_large")
-                return None, messages
+                return None, messages, True
             if not message.get("more_body", False):
-                return b"".join(chunks), messages
+                return b"".join(chunks), messages, False
 
     def _memo_for(self, matcher: Matcher) -> Memo[Match | Unseen | None]:
         """The memo of query strings answered with ``matcher``'s lists."""
@@ -420,6 +473,12 @@ class DeterrenceMiddleware:
                 best = match
         self.recorder.observe_match(time.perf_counter() - started)
         return best, failed
+
+
+def _is_preflight(scope: Scope) -> bool:
+    """A CORS preflight: ``Origin`` and ``Access-Control-Request-Method`` (Fetch §3.2.2)."""
+    names = {name for name, _ in scope["headers"]}
+    return b"origin" in names and b"access-control-request-method" in names
 
 
 def _replaying(messages: list[Message], receive: Receive) -> Receive:

@@ -18,6 +18,7 @@ from deterrence.memo import DEFAULT_SIZE
 from deterrence.resources import KEYWORD_LISTS_DIR, PAGES_DIR
 
 FailMode = Literal["open", "closed"]
+OversizeMode = Literal["reject", "closed", "open"]
 
 
 class Settings(BaseSettings):
@@ -32,8 +33,9 @@ class Settings(BaseSettings):
     lists: list[Path] = Field(default_factory=lambda: [KEYWORD_LISTS_DIR])
     """Files or directories of term lists (DESIGN §3)."""
     max_query_chars: int = 1024
-    """Longer queries are cut to this many characters before matching: an
-    attacker gains nothing by padding, and matching time stays bounded."""
+    """Texts are matched up to this many characters, which bounds the matching
+    time. A longer one is matched up to the cap, then answered per
+    ``on_oversize``: padding a term past the cap must not get it through."""
     match_memo_size: int = Field(default=DEFAULT_SIZE, ge=0)
     """Recent queries and words whose answers the matcher remembers, and recent
     query strings whose answers the middleware remembers (up to twice this many of
@@ -42,6 +44,13 @@ class Settings(BaseSettings):
     on_error: FailMode = "open"
     """What happens when matching raises: ``open`` lets the request through,
     ``closed`` serves the warning page. Either way the error is counted."""
+    on_oversize: OversizeMode = "reject"
+    """What happens to a search too long to inspect whole — a text longer than
+    ``max_query_chars``, a body larger than ``max_body_bytes`` or nested too deep to
+    parse — when the part that could be inspected holds no ``block`` match:
+    ``reject`` answers 414 (query string) or 413 (body) and the site never sees it;
+    ``closed`` serves the warning page; ``open`` lets it through, inspected only in
+    part. Either way it is counted (``query_too_long``, ``body_too_large``)."""
 
     # --- where the middleware looks ----------------------------------------
     search_paths: list[str] = Field(default_factory=lambda: ["/search"])
@@ -51,8 +60,8 @@ class Settings(BaseSettings):
     """Keys (at any depth) whose string values are inspected in JSON bodies."""
     inspect_bodies: bool = True
     max_body_bytes: int = 64 * 1024
-    """Bodies up to this size are inspected; larger ones pass uninspected and
-    are counted as ``deterrence_errors_total{kind="body_too_large"}``."""
+    """Bodies up to this size are inspected; larger ones are answered per
+    ``on_oversize`` and counted as ``deterrence_errors_total{kind="body_too_large"}``."""
 
     # --- what happens on a match -------------------------------------------
     block_status: int = 200

@@ -220,7 +220,16 @@ def test_middleware_answers_any_request(
     headers = [(b"content-type", content_type), *((k.lower(), v) for k, v in extra_headers)]
     sent = call(middleware, method, query, headers, chunks)
     assert sent[0]["type"] == "http.response.start"
-    assert sent[0]["status"] in (204, middleware.settings.block_status)
+    # The app's 204, the warning, or a body nested too deep to parse (413).
+    assert sent[0]["status"] in (204, middleware.settings.block_status, 413)
+    # With on_error=open a swallowed exception would still answer 204: count them.
+    for kind in ("decode", "match_exception"):
+        assert errors(middleware, kind) == 0, f"inspecting raised ({kind})"
+
+
+def errors(middleware: DeterrenceMiddleware, kind: str) -> float:
+    value = middleware.recorder.registry.get_sample_value("deterrence_errors_total", {"kind": kind})
+    return value or 0.0
 
 
 def test_middleware_catches_a_term_in_a_utf16_json_body(middleware: DeterrenceMiddleware) -> None:

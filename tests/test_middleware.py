@@ -54,7 +54,7 @@ def starlette_app(seen: Seen) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/search", search, methods=["GET", "POST", "HEAD"]),
+            Route("/search", search, methods=["GET", "POST", "HEAD", "OPTIONS"]),
             Route("/api/{version}/search", search, methods=["GET", "POST"]),
             Route("/about", other),
             WebSocketRoute("/ws", echo),
@@ -167,17 +167,118 @@ def test_bodies_are_inspected_and_replayed_unchanged(base_url: str, seen: Seen) 
     assert seen.bodies == [innocent]
 
 
-def test_oversized_bodies_pass_uninspected_and_unchanged(base_url: str, seen: Seen) -> None:
-    body = b"q=zorblax&pad=" + b"x" * (70 * 1024)
-    response = httpx2.post(
-        f"{base_url}/search",
-        content=body,
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
-    assert response.text == "results"
-    assert seen.bodies == [body]
-    metrics = get(f"{base_url}/metrics").text
-    assert 'deterrence_errors_total{kind="body_too_large"} 1.0' in metrics
+def test_json_at_any_depth_and_under_every_duplicate_key_is_inspected(
+    base_url: str, seen: Seen
+) -> None:
+    bodies = [
+        '{"a": ' * 40 + '{"q": "zorblax"}' + "}" * 40,
+        '[{"a": ' * 300 + '{"Query": [["weather"], {"x": "zorblax"}]}' + "}]" * 300,
+        '{"q": "zorblax", "q": "weather"}',  # json.loads keeps the last; others the first
+    ]
+    for body in bodies:
+        response = httpx2.post(
+            f"{base_url}/search", content=body, headers={"content-type": "application/json"}
+        )
+        assert is_warning(response)
+    assert seen.bodies == []
+
+
+def test_options_is_inspected_unless_it_is_a_cors_preflight(base_url: str, seen: Seen) -> None:
+    origin = {"Origin": "https://elsewhere.example"}
+    assert is_warning(httpx2.options(f"{base_url}/search?q=zorblax"))
+    assert is_warning(httpx2.options(f"{base_url}/search?q=zorblax", headers=origin))
+    assert seen.actions == []
+    preflight = {**origin, "Access-Control-Request-Method": "GET"}
+    assert httpx2.options(f"{base_url}/search?q=zorblax", headers=preflight).text == "results"
+    assert seen.actions == [None]
+
+
+# --- searches too long to inspect whole ------------------------------------------------
+
+PAD = "+pad" * 300  # 1,200 characters: past max_query_chars (1024)
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(params=["reject", "closed", "open"])
+def oversize(
+    request: pytest.FixtureRequest, seen: Seen, tmp_path: Path
+) -> Iterator[tuple[str, str]]:
+    mode: str = request.param
+    app = DeterrenceMiddleware(starlette_app(seen), data_dir=tmp_path, on_oversize=mode)
+    with serve(app) as url:
+        yield mode, url
+
+
+def assert_rejected(response: httpx2.Response, status: int) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "set-cookie" not in response.headers
+    assert "<h1>" in response.text
+    for word in ("zorblax", "weather", "pad"):
+        assert word not in response.text.lower()
+
+
+def test_what_cannot_be_inspected_reaches_the_app_only_when_open(
+    oversize: tuple[str, str], seen: Seen
+) -> None:
+    """Padding hides nothing: a term past the cap, a body past ``max_body_bytes`` or
+    nested too deep to parse are answered per ``on_oversize``, every time (no memo
+    keeps an answer for them), and counted."""
+    mode, url = oversize
+    huge_form = b"q=zorblax&pad=" + b"x" * (70 * 1024)
+    requests = [
+        (414, lambda: get(f"{url}/search?q={PAD[1:]}+zorblax")),
+        (414, lambda: get(f"{url}/search?q=weather{PAD}")),
+        (413, lambda: httpx2.post(f"{url}/search", content=f"q={PAD}+zorblax", headers=FORM)),
+        (413, lambda: httpx2.post(f"{url}/search", content=huge_form, headers=FORM)),
+        (413, lambda: httpx2.post(f"{url}/search", json={"q": PAD.replace("+", " ") + "zorblax"})),
+        (
+            413,
+            lambda: httpx2.post(
+                f"{url}/search", content="[" * 5000 + '{"q": "weather"}' + "]" * 5000, headers=JSON
+            ),
+        ),
+    ]
+    for _ in range(2):
+        for status, send in requests:
+            response = send()
+            if mode == "reject":
+                assert_rejected(response, status)
+            elif mode == "closed":
+                assert response.status_code == 200
+                assert is_warning(response)
+            else:
+                assert response.text == "results"
+    if mode == "open":
+        assert len(seen.actions) == 12
+        assert seen.bodies.count(huge_form) == 2  # replayed unchanged
+    else:
+        assert seen.actions == []
+    assert metric(url, "deterrence_errors_total", kind="query_too_long") == 2 * 4
+    assert metric(url, "deterrence_errors_total", kind="body_too_large") == 2 * 2
+    assert metric(url, "deterrence_interventions_total") == 0
+
+
+def test_a_block_inside_the_cap_is_the_warning_whatever_the_mode(
+    oversize: tuple[str, str], seen: Seen
+) -> None:
+    """A ``block`` match in the inspected part settles it; a ``warn`` match does not,
+    since the rest of the query would reach the app."""
+    mode, url = oversize
+    assert is_warning(get(f"{url}/search?q=zorblax{PAD}"))
+    response = get(f"{url}/search?q=mirvelsprocket{PAD}")
+    if mode == "reject":
+        assert_rejected(response, 414)
+    elif mode == "closed":
+        assert is_warning(response)
+    else:
+        assert "deterrence-banner" in response.text
+    assert seen.actions == (["warn"] if mode == "open" else [])
+    assert metric(url, "deterrence_interventions_total", action="block") == 1
 
 
 def test_warn_passes_the_decision_and_renders_a_banner(base_url: str, seen: Seen) -> None:
@@ -202,7 +303,8 @@ def test_non_search_routes_and_websockets_pass_through(
     ["q=%", "q=%zz%", "q=%ff%fe%fd", "q=%00%01", "q==&&==", "q", "q=" + "a" * 5000],
 )
 def test_malformed_requests_never_500(base_url: str, query_string: str) -> None:
-    assert get(f"{base_url}/search?{query_string}").status_code == 200
+    too_long = len(query_string) > Settings.model_fields["max_query_chars"].default
+    assert get(f"{base_url}/search?{query_string}").status_code == (414 if too_long else 200)
 
 
 def test_head_requests(base_url: str) -> None:
