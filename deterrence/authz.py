@@ -39,6 +39,12 @@ The answers suit each proxy:
   as it is (status, headers, body), so the answer is the warning page itself with
   its privacy headers (DESIGN §6). A configured ``block_status`` of 2xx would read
   as "allowed" to them, so it becomes ``403``.
+* too long to inspect, with ``on_oversize = "reject"`` (the middleware's 414 or
+  413): for Traefik, Caddy and Envoy that page itself. nginx would turn a 414 into a
+  500, and the shipped config serves a search unchecked on a 500 (fail open), so
+  nginx gets an empty ``401``, and ``error_page 401`` fetches the 414 page from
+  ``{prefix}/too-long`` on this service. (nginx never sends the body, so only the
+  query string can be too long.) ``closed`` answers as for a block, ``open`` allows.
 """
 
 from __future__ import annotations
@@ -52,8 +58,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from deterrence.asgi import acknowledge_lifespan
 from deterrence.headers import raw_headers
-from deterrence.middleware import Decision, DeterrenceMiddleware, decision_of
-from deterrence.pages import PLAIN_HEADERS, PageRecorder
+from deterrence.middleware import (
+    REJECTED,
+    URI_TOO_LONG,
+    Decision,
+    DeterrenceMiddleware,
+    decision_of,
+)
+from deterrence.pages import PLAIN_HEADERS, PageRecorder, error_response
 from deterrence.paths import normalize_path
 from deterrence.settings import Settings
 
@@ -70,6 +82,10 @@ INSPECT_EVERY_PATH = "*"
 ACTION_HEADER = "Deterrence-Action"
 VARIANT_HEADER = "Deterrence-Variant"
 BLOCKED_STATUS = 403
+REJECTED_STATUS = 401
+"""nginx's answer for a search too long to inspect (``auth_request`` passes only 401
+and 403 on); the config then fetches ``TOO_LONG_PAGE``."""
+TOO_LONG_PAGE = "too-long"
 
 _OUTCOME_KEY = "deterrence.authz"
 _PLAIN_HEADERS = [*raw_headers(PLAIN_HEADERS), (b"content-type", b"text/plain; charset=utf-8")]
@@ -200,6 +216,7 @@ class AuthzApp:
         self.recorder = self.middleware.recorder
         self.middleware.pages.recorder = _PageViewGate(self.middleware.recorder)
         self._prefix = settings.prefix.rstrip("/") + "/"
+        self._too_long_path = self._prefix + TOO_LONG_PAGE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,7 +224,9 @@ class AuthzApp:
             return
         flavor = _flavor_of(scope)
         if flavor is None:
-            if self._served_here(scope["path"]):
+            if scope["path"] == self._too_long_path:
+                await error_response(URI_TOO_LONG)(scope, receive, send)
+            elif self._served_here(scope["path"]):
                 await self.middleware(scope, receive, send)  # warning page, assets, metrics
             else:
                 await _send_plain(send, 404, b"Not found")
@@ -241,6 +260,11 @@ class AuthzApp:
 
         if outcome.allowed:
             await _send_allowed(send, flavor, outcome.decision)
+        elif REJECTED in inner and flavor == "nginx":
+            await _send_plain(send, REJECTED_STATUS, b"")
+        elif REJECTED in inner:
+            for message in captured:  # the middleware's 414 or 413 page, as it is
+                await send(message)
         elif deferred is not None:
             headers = [(VARIANT_HEADER.lower().encode(), (deferred.variant or "").encode())]
             await _send_plain(send, BLOCKED_STATUS, b"", headers)

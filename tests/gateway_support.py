@@ -186,6 +186,21 @@ def assert_warning_page(response: httpx2.Response) -> None:
     assert BLOCK_TERM not in response.text
 
 
+def assert_error_page(response: httpx2.Response, status: int) -> None:
+    """A page deterrence answers itself (a search too long to inspect, or the proxy's
+    upstream failed), with the privacy headers of DESIGN §6, saying nothing of the query."""
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    for name, value in PRIVACY_HEADERS.items():
+        assert response.headers[name] == value
+    assert response.headers["x-robots-tag"].startswith("noindex")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "set-cookie" not in response.headers
+    assert "Traceback" not in response.text
+    assert "<h1>" in response.text
+    assert BLOCK_TERM not in response.text
+
+
 def decisions(authz: str) -> float:
     """How many requests the decision service at ``authz`` has been asked about."""
     return metric(authz, "deterrence_requests_inspected_total")

@@ -23,6 +23,7 @@ from gateway_support import (
     VENV_BIN,
     WARN_TERM,
     RecordingSite,
+    assert_error_page,
     assert_warning_page,
     authz_process,
     decisions,
@@ -220,6 +221,28 @@ def test_obfuscated_path_to_the_search_is_still_checked(stack: Stack, path: str)
     assert len(stack.site.requests) == seen, f"{stack.name} passed {path} to the site"
     assert status == 403
     assert "<html" in body
+
+
+def test_a_search_too_long_to_inspect_gets_the_414_page(stack: Stack, http: httpx2.Client) -> None:
+    """Padding past max_query_chars (1024) hides nothing: never to the site unchecked."""
+    seen = len(stack.site.requests)
+    for query in ("keepers+" * 150 + BLOCK_TERM, "lighthouse" + "+keepers" * 150):
+        response = http.get(f"{stack.url}/search?q={query}")
+        assert_error_page(response, 414)
+    assert len(stack.site.requests) == seen
+
+
+def test_options_is_checked_unless_it_is_a_cors_preflight(
+    stack: Stack, http: httpx2.Client
+) -> None:
+    seen = len(stack.site.requests)
+    response = http.options(f"{stack.url}/search?q={BLOCK_TERM}")
+    assert response.status_code == 403
+    assert_warning_page(response)
+    assert len(stack.site.requests) == seen
+    preflight = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "GET"}
+    response = http.options(f"{stack.url}/search?q={BLOCK_TERM}", headers=preflight)
+    assert response.json()["method"] == "OPTIONS"  # the site answered it
 
 
 def test_warning_page_speaks_the_client_language(stack: Stack, http: httpx2.Client) -> None:

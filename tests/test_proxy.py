@@ -23,6 +23,7 @@ from gateway_support import (
     REPO,
     WARN_TERM,
     RecordingSite,
+    assert_error_page,
     assert_warning_page,
     deterrence_env,
     free_port,
@@ -407,18 +408,6 @@ def test_cookies_are_never_shared_between_clients(proxy: str) -> None:
 # --- failures --------------------------------------------------------------------------
 
 
-def assert_error_page(response: httpx2.Response, status: int) -> None:
-    assert response.status_code == status
-    assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["cache-control"] == "no-store"
-    assert response.headers["referrer-policy"] == "no-referrer"
-    assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["x-robots-tag"].startswith("noindex")
-    assert "default-src 'none'" in response.headers["content-security-policy"]
-    assert "Traceback" not in response.text
-    assert "<h1>" in response.text
-
-
 def test_upstream_down_is_a_502_page() -> None:
     with proxy_to(f"http://127.0.0.1:{free_port()}") as (url, recorder), client() as http:
         response = http.get(f"{url}/search?q=anything")
@@ -551,6 +540,26 @@ def test_proxy_command_checks_searches_and_forwards_the_rest(tmp_path: Path) -> 
     for line in searches:
         assert "zorblax" not in line and "257A" not in line and WARN_TERM not in line
         assert "tea" not in line
+
+
+def test_proxy_command_never_forwards_a_search_it_could_not_inspect(tmp_path: Path) -> None:
+    """Too long to inspect whole: 414 (query) or 413 (body), from the proxy itself. An
+    OPTIONS search is checked; only a CORS preflight is forwarded unchecked."""
+    site = RecordingSite()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    preflight = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "GET"}
+    with serve(site) as site_url, proxy_command(tmp_path, site_url) as (url, _), client() as http:
+        long_query = http.get(f"{url}/search?q=" + "tea+" * 300 + BLOCK_TERM)
+        long_value = http.post(f"{url}/search", content="q=" + "tea+" * 300, headers=form)
+        huge_body = http.post(f"{url}/search", content=b"q=tea&x=" + b"x" * MB, headers=form)
+        options = http.options(f"{url}/search?q={BLOCK_TERM}")
+        passed = http.options(f"{url}/search?q={BLOCK_TERM}", headers=preflight)
+    assert_error_page(long_query, 414)
+    assert_error_page(long_value, 413)
+    assert_error_page(huge_body, 413)
+    assert_warning_page(options)
+    assert passed.json()["method"] == "OPTIONS"
+    assert site.targets() == [f"/search?q={BLOCK_TERM}"]  # the preflight alone
 
 
 def test_proxy_app_works_without_lifespan_and_closes_its_pool_on_shutdown(
