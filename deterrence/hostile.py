@@ -2,8 +2,9 @@
 go-ftw): malformed encodings, odd bytes, huge and slow bodies, pipelining …
 
 Each case says what to send and what must come back: the status class, whether the
-answer is the warning page (``blocked``) or not (``passed``), and — for every case —
-that nothing leaks. A *canary* word, fresh for each run, rides along in the cases'
+answer is the warning page (``blocked``), a refusal of a search too long to inspect
+(``rejected``: 413 or 414) or neither (``passed``), and — for every case — that
+nothing leaks. A *canary* word, fresh for each run, rides along in the cases'
 queries (``{canary}``); it must appear in no response header, no warning page and no
 line the server logs. After every case a follow-up request must still be answered: a
 case that crashes or wedges the server fails.
@@ -41,8 +42,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote_from_bytes, urlsplit
 
-Outcome = Literal["blocked", "passed", "any"]
-OUTCOMES = ("blocked", "passed", "any")
+Outcome = Literal["blocked", "rejected", "passed", "any"]
+OUTCOMES = ("blocked", "rejected", "passed", "any")
+REJECTED_STATUSES = (413, 414)
+"""How deterrence refuses a search too long to inspect (``on_oversize = "reject"``)."""
 DEFAULT_CASES = Path(__file__).resolve().parent.parent / "tests" / "hostile" / "cases.toml"
 MAX_PIECES = 50
 MAX_DELAY = 2.0
@@ -72,6 +75,8 @@ class Expect:
     def check(self, status: int, blocked: bool) -> str | None:
         if self.outcome == "blocked" and not blocked:
             return f"expected the warning page, got {status}"
+        if self.outcome == "rejected" and (blocked or status not in REJECTED_STATUSES):
+            return f"expected the search rejected with 413 or 414, got {status}"
         if self.outcome == "passed" and blocked:
             return "expected no warning page, got one"
         wanted = self.status.lower()
@@ -421,8 +426,8 @@ def run_case(
             result.problems.append(label + problem)
         header_text = b"\n".join(k + b": " + v for k, v in response.headers)
         inspected = [header_text]
-        if response.status == block_status:
-            inspected.append(response.body)  # the warning page never repeats the query
+        if response.status in (block_status, *REJECTED_STATUSES):
+            inspected.append(response.body)  # deterrence's pages never repeat the query
         for word in leaked(secret_words, *inspected):
             result.problems.append(f"{label}{word!r} leaked into the response")
     try:
@@ -489,12 +494,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(
-    command: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 30.0
+    command: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    module: str = "deterrence",
 ) -> Iterator[Server]:
-    """Run ``deterrence <command> --port P`` on 127.0.0.1 until the block ends."""
+    """Run ``python -m <module> <command> --port P`` (``deterrence`` by default) on
+    127.0.0.1 until the block ends."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "deterrence", *command, "--port", str(port)],
+        [sys.executable, "-m", module, *command, "--port", str(port)],
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,7 +1,8 @@
 """The hostile case file (tests/hostile/cases.toml) against real servers: the demo
-under uvicorn, and the same demo behind ``deterrence proxy``. Every case must get
-its expected answer, leave the server answering, and leak its canary nowhere — not
-in a response header, a warning page, or any line either process logged.
+under uvicorn, and ``deterrence proxy`` in front of the demo's search site without
+deterrence (so a warning can only come from the proxy). Every case must get its
+expected answer, leave the server answering, and leak its canary nowhere — not in a
+response header, a warning page, or any line deterrence logged.
 """
 
 from __future__ import annotations
@@ -23,20 +24,27 @@ def case_file() -> hostile.CaseFile:
     return hostile.load_cases(CASES)
 
 
+# The demo's search site alone, without deterrence: a warning must come from the proxy.
+BARE_SITE = ["--factory", "deterrence.demo:create_site", "--no-access-log"]
+
+
 @pytest.fixture(params=["demo", "proxy"])
 def target(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, list[hostile.Server]]]:
+    """The base URL, and the deterrence servers (whose logs must hold no secret)."""
     env = {"DETERRENCE_BLOCK_STATUS": str(BLOCK_STATUS), "DETERRENCE_DATA_DIR": str(tmp_path)}
-    with hostile.serve(
-        ["demo"], env={**env, "DETERRENCE_DATA_DIR": str(tmp_path / "demo")}
-    ) as demo:
-        if request.param == "demo":
+    if request.param == "demo":
+        with hostile.serve(["demo"], env=env) as demo:
             yield demo.base_url, [demo]
-            return
-        proxy_env = {**env, "DETERRENCE_DATA_DIR": str(tmp_path / "proxy")}
-        with hostile.serve(["proxy", "--upstream", demo.base_url], env=proxy_env) as proxy:
-            yield proxy.base_url, [proxy, demo]
+        return
+    with (
+        hostile.serve(BARE_SITE, module="uvicorn") as site,
+        hostile.serve(["proxy", "--upstream", site.base_url], env=env) as proxy,
+    ):
+        yield proxy.base_url, [proxy]
+        assert site.alive()
+        assert b"Traceback" not in site.output()
 
 
 def test_every_hostile_case(
@@ -49,8 +57,8 @@ def test_every_hostile_case(
     assert failures == {}
     assert all(server.alive() for server in servers)
     # The documented fail modes were counted; nothing raised.
-    assert metric(base_url, "deterrence_errors_total", kind="query_too_long") >= 3
-    assert metric(base_url, "deterrence_errors_total", kind="body_too_large") == 3
+    assert metric(base_url, "deterrence_errors_total", kind="query_too_long") >= 6
+    assert metric(base_url, "deterrence_errors_total", kind="body_too_large") == 5
     assert metric(base_url, "deterrence_errors_total", kind="match_exception") == 0
     assert metric(base_url, "deterrence_errors_total", kind="decode") == 0
     # Stop the servers, then search everything they logged.
