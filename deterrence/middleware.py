@@ -1,7 +1,8 @@
 """``DeterrenceMiddleware``: pure ASGI middleware in front of a search.
 
 For a request to a configured search path it finds the query text (query
-string, form, multipart and JSON bodies), matches it, and then:
+string, form, multipart and JSON bodies, whatever the method), matches it, and
+then:
 
 - ``block``: answers with the warning page itself (HTML, or JSON for clients
   that ask for it); the app never sees the request;
@@ -69,6 +70,7 @@ from deterrence.settings import Settings
 logger = logging.getLogger("deterrence")
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 URI_TOO_LONG = 414
 CONTENT_TOO_LARGE = 413
 REJECTED = "deterrence.rejected"
@@ -254,7 +256,12 @@ class DeterrenceMiddleware:
         return route
 
     def _reads_body(self, scope: Scope) -> bool:
-        return self._inspect_bodies and scope["method"] in _BODY_METHODS
+        """Whether to read the body: always for POST, PUT and PATCH; for other
+        methods when there is one. Express's body parsers read a GET's form or JSON
+        body, and search APIs take GET with JSON: a body must not hide a query."""
+        if not self._inspect_bodies:
+            return False
+        return scope["method"] in _BODY_METHODS or _has_body(scope)
 
     async def _inspect_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -473,6 +480,13 @@ class DeterrenceMiddleware:
                 best = match
         self.recorder.observe_match(time.perf_counter() - started)
         return best, failed
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name in _FRAMING_HEADERS and value.strip() != b"0":
+            return True
+    return False
 
 
 def _is_preflight(scope: Scope) -> bool:

@@ -79,6 +79,10 @@ def base_url(seen: Seen, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+JSON = {"content-type": "application/json"}
+
+
 def get(url: str, **kwargs: Any) -> httpx2.Response:
     return httpx2.get(url, timeout=10, **kwargs)
 
@@ -183,6 +187,16 @@ def test_json_at_any_depth_and_under_every_duplicate_key_is_inspected(
     assert seen.bodies == []
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE", "OPTIONS"])
+def test_a_body_is_inspected_whatever_the_method(base_url: str, seen: Seen, method: str) -> None:
+    """Express's body parsers read a GET's body, and search APIs take GET with JSON."""
+    for content, headers in [(b"q=zorblax", FORM), (b'{"query": "zorblax"}', JSON)]:
+        response = httpx2.request(method, f"{base_url}/search", content=content, headers=headers)
+        assert is_warning(response)
+    assert seen.actions == []
+    assert get(f"{base_url}/search?q=weather", headers={"content-length": "0"}).text == "results"
+
+
 def test_options_is_inspected_unless_it_is_a_cors_preflight(base_url: str, seen: Seen) -> None:
     origin = {"Origin": "https://elsewhere.example"}
     assert is_warning(httpx2.options(f"{base_url}/search?q=zorblax"))
@@ -196,8 +210,6 @@ def test_options_is_inspected_unless_it_is_a_cors_preflight(base_url: str, seen:
 # --- searches too long to inspect whole ------------------------------------------------
 
 PAD = "+pad" * 300  # 1,200 characters: past max_query_chars (1024)
-FORM = {"content-type": "application/x-www-form-urlencoded"}
-JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(params=["reject", "closed", "open"])
