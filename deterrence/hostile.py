@@ -131,7 +131,9 @@ def load_cases(path: Path) -> CaseFile:
         where = f"{path}: case {raw.get('id', index)!r}"
         try:
             case = _parse_case(raw)
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise CaseError(f"{where}: missing key {exc}") from exc
+        except (TypeError, ValueError) as exc:
             raise CaseError(f"{where}: {exc}") from exc
         if case.id in seen:
             raise CaseError(f"{where}: duplicate id")
@@ -558,7 +560,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--block-status", type=int, default=451)
     parser.add_argument("--log", type=Path, help="the server's log, searched for the canary")
     args = parser.parse_args(argv)
-    files = [load_cases(p) for p in (args.cases or [DEFAULT_CASES])]
+    try:
+        files = [load_cases(p) for p in (args.cases or [DEFAULT_CASES])]
+    except CaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     canary = new_canary()
     with contextlib.ExitStack() as stack:
         if args.serve:

@@ -104,9 +104,6 @@ def test_a_secret_in_the_server_log_fails_the_run(server: str, tmp_path: Path) -
     assert "2/2 cases passed; 1 leak(s) in the log" in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hostile.main lets a CaseError escape as a traceback (reported)"
-)
 def test_a_broken_case_file_is_one_clear_line(server: str, tmp_path: Path) -> None:
     cases = tmp_path / "mine.toml"
     cases.write_text('[[case]]\ntitle = "a case without an id"\n')
@@ -114,3 +111,4 @@ def test_a_broken_case_file_is_one_clear_line(server: str, tmp_path: Path) -> No
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and str(cases) in result.stderr
+    assert "missing key 'id'" in result.stderr
