@@ -359,11 +359,19 @@ class Matcher:
         if not canonical.tokens:
             return None
         hits = self._exact_hits(canonical)
-        hits.extend(self._lattice_hits(canonical.tokens))
-        for index, token in enumerate(canonical.tokens):
-            if token.spaces:
-                hits.extend(self._run_phrase_hits(index, token))
+        hits.extend(self._token_hits(canonical.tokens))
         return self._decide(hits) if hits else None
+
+    def _token_hits(self, tokens: Sequence[Token]) -> list[_Hit]:
+        """The lattice's hits, and those of the other ways its runs of spaced
+        letters read (_run_hits)."""
+        hits = self._lattice_hits(tokens)
+        for index, token in enumerate(tokens):
+            if token.spaces:
+                hits.extend(self._run_hits(tokens, index, _run_words(token)))
+            if token.pieces:
+                hits.extend(self._run_hits(tokens, index, token.pieces))
+        return hits
 
     def _exact_hits(self, canonical: CanonicalText) -> list[_Hit]:
         hits: list[_Hit] = []
@@ -512,18 +520,31 @@ class Matcher:
                                 hits.append(hit)
         return hits
 
-    def _run_phrase_hits(self, index: int, token: Token) -> list[_Hit]:
-        """Terms in a run of single letters whose letters the query separated by
-        punctuation within words and by spaces between them (``z.o.r.b q.u.u.x``):
-        the stretches between its spaces are read as the words of a query of their
-        own, fuzzily as any words, and what matches there spans the run. The run
-        itself only has exact stretches and, fuzzily, its whole (_spaced_words)."""
-        cuts = (0, *token.spaces, len(token.text))
-        words = [Token(token.text[start:end], token.flags) for start, end in pairwise(cuts)]
-        return [
-            _Hit(hit.pattern, index, index + 1, hit.distance, hit.flags, hit.joined)
-            for hit in self._lattice_hits(words)
-        ]
+    def _run_hits(self, tokens: Sequence[Token], index: int, pieces: Sequence[Token]) -> list[_Hit]:
+        """Terms in the query read with a run of spaced letters, ``tokens[index]``,
+        as ``pieces``; what matches across one of them spans the whole run. The
+        run itself only has exact stretches and, fuzzily, its whole
+        (_spaced_words); its pieces are words, fuzzily as any word:
+
+        - the stretches between its spaces, where the query separated its letters
+          by punctuation within words and by spaces between them (``z.o.r.b
+          q.u.u.x``, _run_words);
+        - the words it reads as with the symbols at its letters' edges read as
+          letters (``s h y z s k $i l``: ``shyzsk si l``, Token.pieces)."""
+        spliced = [*tokens[:index], *pieces, *tokens[index + 1 :]]
+        found = self._lattice_hits(spliced)
+        for offset, piece in enumerate(pieces):
+            if piece.spaces:
+                found.extend(self._run_hits(spliced, index + offset, _run_words(piece)))
+        last = index + len(pieces)  # where the pieces end in ``spliced``
+        hits: list[_Hit] = []
+        for hit in found:
+            if hit.end <= index or hit.start >= last:
+                continue  # found without the pieces too
+            hit.start = min(hit.start, index)
+            hit.end = max(hit.end - len(pieces) + 1, index + 1)
+            hits.append(hit)
+        return hits
 
     def _within(self, pattern_index: int, word: str, distance: int) -> bool:
         if distance == 0:
@@ -639,6 +660,12 @@ class Matcher:
         return Match(
             term_list.action, term_list.id, term_list.category, term, rule, names, hit.distance
         )
+
+
+def _run_words(token: Token) -> list[Token]:
+    """The stretches of a run of spaced letters between the query's spaces."""
+    cuts = (0, *token.spaces, len(token.text))
+    return [Token(token.text[start:end], token.flags) for start, end in pairwise(cuts)]
 
 
 def _automaton(keys: dict[str, list[tuple[int, int, bool]]]) -> ahocorasick.Automaton | None:

@@ -159,13 +159,6 @@ def _read_char(ch: str) -> tuple[_Char, ...]:
     compatible = unicodedata.normalize("NFKC", ch)
     if compatible != unicodedata.normalize("NFC", ch):
         flags |= Transform.COMPATIBILITY
-    # Look-alikes also behind NFKC (mathematical Greek 𝛐, the micro sign µ) and
-    # under diacritics (ῠ is υ with a breve).
-    lookalike = (
-        LOOKALIKES.get(ch)
-        or LOOKALIKES.get(compatible)
-        or LOOKALIKES.get(unicodedata.normalize("NFKD", ch)[:1])
-    )
     decomposed = unicodedata.normalize("NFKD", ch)
     folded = decomposed.casefold()
     if folded != decomposed:
@@ -173,6 +166,16 @@ def _read_char(ch: str) -> tuple[_Char, ...]:
     # casefold may produce characters that decompose further (e.g. ẞ → ss is fine,
     # but some produce combining sequences).
     folded = unicodedata.normalize("NFKD", folded)
+    # Look-alikes also behind NFKC (mathematical Greek 𝛐, the micro sign µ) and
+    # under diacritics (ῠ is υ with a breve). Last, the letter as it is written
+    # out (Ω as ω): else a capital that resembles nothing would be written as a
+    # small letter that does, and read differently a second time.
+    lookalike = (
+        LOOKALIKES.get(ch)
+        or LOOKALIKES.get(compatible)
+        or LOOKALIKES.get(decomposed[:1])
+        or LOOKALIKES.get(folded[:1])
+    )
     out: list[_Char] = []
     base_script = ""
     for c in folded:
@@ -202,6 +205,13 @@ def _read_char(ch: str) -> tuple[_Char, ...]:
     if lookalike is not None and len(out) == 1 and out[0].kind == LETTER:
         only = out[0]
         out[0] = _Char(LETTER, only.char, only.script, lookalike, only.flags)
+    elif len(out) > 1:
+        # Several letters (ᾨ is ωι): each resembles what it does written alone.
+        for index, letter in enumerate(out):
+            if letter.kind == LETTER and letter.char in LOOKALIKES:
+                out[index] = _Char(
+                    LETTER, letter.char, letter.script, LOOKALIKES[letter.char], letter.flags
+                )
     return tuple(out)
 
 
@@ -220,10 +230,13 @@ class Token(NamedTuple):
     spaces: tuple[int, ...] = ()
     """Those of ``inner`` where the query had whitespace, when others had
     punctuation (``z.o.r b.l.a.x``): there the query separated words."""
+    pieces: tuple[Token, ...] = ()
+    """A run of spaced letters with symbols at their edges (``s h y z s k $i l``)
+    read as step 7 reads it with those symbols as letters: ``shyzsk si l``."""
 
 
 _new_tuple = tuple.__new__
-"""``_new_tuple(Token, (text, flags, (), 0, (), ()))`` is ``Token(text, flags)`` without
+"""``_new_tuple(Token, (text, flags, (), 0, (), (), ()))`` is ``Token(text, flags)`` without
 NamedTuple's ``__new__`` in Python (0.24 against 0.45 µs): the fast paths make a
 token for every word."""
 
@@ -234,6 +247,7 @@ class _RawWord:
     flags: int = 0
     inner: list[int] = field(default_factory=list)  # offsets of merged single letters
     spaces: list[int] = field(default_factory=list)  # those after whitespace (Token.spaces)
+    pieces: tuple[Token, ...] = ()  # Token.pieces
 
 
 _REPEATED_LETTER = re.compile(r"([^\W\d_])\1+")
@@ -265,10 +279,20 @@ def _collapse(text: str, offsets: tuple[int, ...] = ()) -> tuple[str, tuple[int,
     return "".join(out), tuple(sorted({kept_before[o] for o in offsets}))
 
 
-def _read_word(chars: list[_Char], flags: int) -> tuple[str, int] | None:
-    """Steps 4, 5 and 8 for one word. None when it holds nothing readable."""
+def _read_word(
+    chars: list[_Char], flags: int, latin: bool = False, leet_latin: bool = True
+) -> tuple[str, int] | None:
+    """Steps 4, 5 and 8 for one word. None when it holds nothing readable.
+
+    A digit or symbol read as a letter (step 5) is a Latin letter, so it puts the
+    word's look-alikes in Latin too (step 4): ``а0`` reads ``ao``, never the mixed
+    ``аo`` that a second reading would change. Not ``leet_latin``: the mixed
+    reading, steps 4 and 5 in their order (an alternative: ``з0рбляк`` is one
+    edit from a Cyrillic term). ``latin`` reads the word as if it had Latin
+    letters: it is written together with one that has (step 6)."""
     plain = True
-    has_letter = has_latin = False
+    has_letter = False
+    has_latin = latin
     for c in chars:  # one pass: this runs for every word that is not plain ASCII
         if c.kind == LETTER:
             has_letter = True
@@ -278,12 +302,15 @@ def _read_word(chars: list[_Char], flags: int) -> tuple[str, int] | None:
                 has_latin = True
         else:
             plain = False
+            if leet_latin and c.char in LEET:
+                has_latin = True
     if plain:
         return "".join([c.char for c in chars]), flags  # the common case: plain letters
     if not has_letter:
         digits = "".join([c.char for c in chars if c.kind == DIGIT])
         return (digits, flags) if digits else None
     out: list[str] = []
+    latin_before = False  # the last letter was read as Latin: its marks go (step 3)
     for c in chars:
         kind = c.kind
         if kind in (DIGIT, SYMBOL):
@@ -301,8 +328,14 @@ def _read_word(chars: list[_Char], flags: int) -> tuple[str, int] | None:
         ):
             out.append(c.lookalike)
             flags |= Transform.LOOKALIKE
+            latin_before = True
+            continue
+        elif kind == MARK and latin_before:
+            flags |= Transform.DIACRITICS
+            continue
         else:
             out.append(c.char)
+        latin_before = False
     return "".join(out), flags
 
 
@@ -318,6 +351,8 @@ def _latin_reading(chars: list[_Char], flags: int) -> tuple[str, int] | None:
                 return None  # a Latin letter, or one that resembles none
             has_letter = True
             out.append(c.lookalike)
+        elif c.kind == MARK:
+            flags |= Transform.DIACRITICS  # on a letter now Latin (step 3)
         else:
             out.append(LEET.get(c.char, c.char))
     if not has_letter:
@@ -325,20 +360,57 @@ def _latin_reading(chars: list[_Char], flags: int) -> tuple[str, int] | None:
     return "".join(out), flags | Transform.LOOKALIKE
 
 
-def _readings(word: _RawWord) -> Token | None:
-    chars = word.chars
-    # Symbols at the edges are read as punctuation first, as leet second.
+_EDGE_LETTERS = 2
+"""How many of the symbols at a word's edge, next to its letters, are tried as
+letters one by one (``!$lorb``: ``slorb``); beyond that, all of them or none."""
+
+
+def _edge_bounds(chars: list[_Char]) -> tuple[int, int]:
+    """Where the word's core starts and ends: without the symbols at its edges."""
     start, end = 0, len(chars)
     while start < end and chars[start].kind == SYMBOL:
         start += 1
     while end > start and chars[end - 1].kind == SYMBOL:
         end -= 1
-    variants = [chars[start:end], chars] if (start, end) != (0, len(chars)) else [chars]
+    return start, end
+
+
+def _edge_cuts(edge: int, limit: int, step: int) -> list[int]:
+    """The cuts of one edge's symbols, from the core outwards (``step`` -1 for the
+    start, +1 for the end): all as punctuation first, all as letters last."""
+    cuts = [edge + step * kept for kept in range(_EDGE_LETTERS + 1) if kept <= abs(limit - edge)]
+    if cuts[-1] != limit:
+        cuts.append(limit)
+    return cuts
+
+
+_LEET_LOOKALIKE = Transform.LEET | Transform.LOOKALIKE
+
+
+def _readings(word: _RawWord, latin: bool = False) -> Token | None:
+    """The token of one word: its readings, the first one its text. Symbols at its
+    edges are each a letter or punctuation (``$blix!``: ``blix``, ``sblixi``,
+    ``sblix``, ``blixi``); all as punctuation is the text. ``latin``: see
+    _read_word."""
+    chars = word.chars
+    if chars[0].kind != SYMBOL and chars[-1].kind != SYMBOL:
+        variants = [chars]
+    else:
+        start, end = _edge_bounds(chars)
+        variants = [
+            chars[first:last]
+            for first in _edge_cuts(start, 0, -1)
+            for last in _edge_cuts(end, len(chars), 1)
+        ]
     readings: list[tuple[str, int]] = []
     inner: tuple[int, ...] = ()
     spaces: tuple[int, ...] = ()
     for candidate in variants:
-        for reading in (_read_word(candidate, word.flags), _latin_reading(candidate, word.flags)):
+        first = _read_word(candidate, word.flags, latin)
+        found = [first, _latin_reading(candidate, word.flags)]
+        if first is not None and not latin and first[1] & _LEET_LOOKALIKE == _LEET_LOOKALIKE:
+            found.append(_read_word(candidate, word.flags, leet_latin=False))
+        for reading in found:
             if reading is None or not reading[0]:
                 continue
             text, collapsed_inner = _collapse(reading[0], tuple(word.inner))
@@ -354,13 +426,18 @@ def _readings(word: _RawWord) -> Token | None:
     (text, flags), *alternatives = readings
     inner = tuple(o for o in inner if 0 < o < len(text))
     spaces = tuple(o for o in spaces if 0 < o < len(text))
-    return Token(text, flags, tuple(alternatives), inner=inner, spaces=spaces)
+    return Token(text, flags, tuple(alternatives), inner=inner, spaces=spaces, pieces=word.pieces)
 
 
 def _split_words(query: str) -> tuple[list[_RawWord], list[str], int]:
     """Split into raw words and the separator run before each word, and the
     flags of invisible characters or marks still waiting at the end for a
-    letter to go to."""
+    letter to go to.
+
+    A word of symbols only (``z o r ! b l a x``) has no letters to be read as
+    (step 5), so it is punctuation: it goes into the separator. Digits and
+    symbols are never in one word with letters of a script without spaces: a
+    leet letter is Latin (``桥7`` is ``桥 7``; ``桥!鲸`` is ``桥鲸``, a weak join)."""
     words: list[_RawWord] = []
     separators: list[str] = []
     current = _RawWord()
@@ -380,68 +457,116 @@ def _split_words(query: str) -> tuple[list[_RawWord], list[str], int]:
                 else:
                     pending_flags |= Transform.DIACRITICS
                 continue
+            if kind == SYMBOL and current_no_space:
+                kind = PUNCT  # not a letter beside letters of a script without spaces
             if kind in (SPACE, PUNCT):
                 if chars:
-                    words.append(current)
+                    if chars[0].kind == SYMBOL and _symbols_only(chars):
+                        sep = [separators.pop(), *[s.char for s in chars]]
+                    else:
+                        words.append(current)
                     current, current_no_space = _RawWord(), None
                     chars = current.chars
                 sep.append(c.char)
                 continue
-            if kind == LETTER:
-                # Scripts without spaces never share a word with other letters.
-                no_space = c.script in NO_SPACE_SCRIPTS
-                if current_no_space is not None and no_space != current_no_space:
+            # Scripts without spaces never share a word with other letters.
+            no_space = kind == LETTER and c.script in NO_SPACE_SCRIPTS
+            if current_no_space is not None and no_space != current_no_space:
+                if chars[0].kind == SYMBOL and _symbols_only(chars):
+                    sep = [separators.pop(), *[s.char for s in chars]]
+                else:
                     words.append(current)
-                    current = _RawWord()
-                    chars = current.chars
                     sep.append(" ")
-                current_no_space = no_space
+                current = _RawWord()
+                chars = current.chars
+            current_no_space = no_space
             if not chars:
                 separators.append("".join(sep))
                 sep = []
             chars.append(c)
             current.flags |= c.flags | pending_flags
             pending_flags = 0
-    if chars:
+    if chars and not (chars[0].kind == SYMBOL and _symbols_only(chars)):
         words.append(current)
+    elif chars:
+        separators.pop()
     return words, separators, pending_flags
 
 
-def _merge_spaced(words: list[_RawWord], separators: list[str]) -> None:
-    """Step 7, in place: 3+ single-character words in a row become one word."""
+def _symbols_only(chars: list[_Char]) -> bool:
+    return all(c.kind == SYMBOL for c in chars)
+
+
+def _merge_spaced(words: list[_RawWord], separators: list[str], edges: bool = True) -> None:
+    """Step 7, in place: 3+ single-character words in a row become one word.
+
+    A word is single when its letters are (``!t``, ``z!``): the symbols at its
+    edges are then punctuation between the run's letters (``!t o z z l e``), and
+    the run keeps, as its pieces, how it reads with them as letters (not
+    ``edges``). A run is of letters of scripts with spaces or of scripts without
+    (``a b c 桥 鲸 笔`` is ``abc 桥鲸笔``): written together, the two would part again."""
     i = 0
     while i < len(words):
-        j = i
-        while j < len(words) and _is_single(words[j]):
+        core = _single_core(words[i], edges)
+        if core is None:
+            i += 1
+            continue
+        no_space = words[i].chars[core[0]].script in NO_SPACE_SCRIPTS
+        cores = [core]
+        j = i + 1
+        while j < len(words):
+            core = _single_core(words[j], edges)
+            if core is None or (words[j].chars[core[0]].script in NO_SPACE_SCRIPTS) != no_space:
+                break
+            cores.append(core)
             j += 1
-        if j - i >= 3 and any(c.kind == LETTER for w in words[i:j] for c in w.chars):
-            merged = _RawWord(flags=Transform.SPACING)
-            # Where whitespace separated letters, if something else separated others.
-            tell_words = not all(" " in sep for sep in separators[i + 1 : j])
-            for k, w in enumerate(words[i:j], start=i):
-                if merged.chars:
-                    merged.inner.append(len(merged.chars))
-                    if tell_words and " " in separators[k]:
-                        merged.spaces.append(len(merged.chars))
-                merged.chars.extend(w.chars)
-                merged.flags |= w.flags
-            words[i:j] = [merged]
-            del separators[i + 1 : j]
+        if j - i < 3 or not any(c.kind == LETTER for w in words[i:j] for c in w.chars):
+            i = j  # a run from a later word of these would end at j too
+            continue
+        merged = _RawWord(flags=Transform.SPACING)
+        # Where whitespace separated letters, if something else separated others.
+        tell_words = not all(" " in sep for sep in separators[i + 1 : j])
+        for k, (w, (start, end)) in enumerate(zip(words[i:j], cores, strict=True), start=i):
+            if merged.chars:
+                merged.inner.append(len(merged.chars))
+                if tell_words and " " in separators[k]:
+                    merged.spaces.append(len(merged.chars))
+            merged.chars.extend(w.chars[start:end])
+            merged.flags |= w.flags
+        if edges and any(
+            _single_core(w, edges=False) is None
+            for w in words[i:j]
+            if w.chars[0].kind == SYMBOL or w.chars[-1].kind == SYMBOL
+        ):
+            run, run_separators = words[i:j], ["", *separators[i + 1 : j]]
+            _merge_spaced(run, run_separators, edges=False)
+            merged.pieces = tuple(_read_tokens(run, run_separators))
+        words[i:j] = [merged]
+        del separators[i + 1 : j]
         i += 1
 
 
-def _is_single(word: _RawWord) -> bool:
-    """True when the word reads as one character (``a``, ``aa``, ``4``): decided
-    on the reading, so that canonical output never holds a run that step 7
-    would join on a second pass."""
-    if len(word.chars) > 8 or word.chars[0].kind == SYMBOL:
-        return False
-    if len(word.chars) == 1:
-        return True  # a letter or a digit reads as itself
-    if len({c.char for c in word.chars}) > 2:
-        return False  # no reading merges three different characters into one
-    token = _readings(word)
-    return token is not None and len(token.text) == 1
+def _single_core(word: _RawWord, edges: bool = True) -> tuple[int, int] | None:
+    """Where the word's letters are, when they read as one character (``a``,
+    ``aa``, ``4``, with ``edges`` ``!t``); None otherwise. Decided on the
+    reading, so that canonical output never holds a run that step 7 would join
+    on a second pass."""
+    chars = word.chars
+    if len(chars) == 1:
+        return (0, 1) if chars[0].kind != SYMBOL else None  # a letter or a digit
+    if edges and (chars[0].kind == SYMBOL or chars[-1].kind == SYMBOL):
+        start, end = _edge_bounds(chars)
+        core = chars[start:end]
+    else:
+        start, end, core = 0, len(chars), chars
+    if len(core) > 8:
+        return None
+    if len(core) == 1:
+        return start, end
+    if len({c.char for c in core}) > 2:
+        return None  # no reading merges three different characters into one
+    reading = _read_word(core, word.flags)
+    return (start, end) if reading is not None and len(_collapse(reading[0])[0]) == 1 else None
 
 
 _PLAIN_QUERY = re.compile(r"[A-Za-z]{2,}(?: +[A-Za-z]{2,})*")
@@ -457,7 +582,7 @@ def _plain_tokens(query: str) -> list[Token] | None:
     case = Transform.CASE if lowered != stripped else 0
     if _DOUBLED.search(lowered) is None:  # the usual case: nothing to collapse
         if not case:
-            return [_new_tuple(Token, (word, 0, (), 0, (), ())) for word in lowered.split()]
+            return [_new_tuple(Token, (word, 0, (), 0, (), (), ())) for word in lowered.split()]
         return [
             Token(word, Transform.CASE if word != original else 0)
             for word, original in zip(lowered.split(), stripped.split(), strict=True)
@@ -542,6 +667,8 @@ def _char_readings(ch: str) -> tuple[str, str, str, str]:
         bits |= _LATIN
     if any(c.script in _LOOKALIKE_SCRIPTS for c in chars):
         bits |= _LOOKALIKE_SCRIPT
+        if len(chars) > 1:
+            return not_letters  # several look-alikes in one (ᾨ is ωι): the general path
     only = chars[0]
     stands_for = (
         only.lookalike if len(chars) == 1 and only.script in _LOOKALIKE_SCRIPTS else None
@@ -591,7 +718,7 @@ def _letter_word(word: str, classes: str, letters: str) -> Token | None:
         other, other_flags = _collapsed(alternative, flags | Transform.LOOKALIKE)
         if other != text:
             return Token(text, text_flags, ((other, other_flags),))
-    return _new_tuple(Token, (text, text_flags, (), 0, (), ()))
+    return _new_tuple(Token, (text, text_flags, (), 0, (), (), ()))
 
 
 def _collapsed(reading: str, flags: int) -> tuple[str, int]:
@@ -669,18 +796,79 @@ def _general_tokens(query: str) -> tuple[list[Token], int]:
 
 def _read_tokens(raw_words: list[_RawWord], separators: list[str]) -> list[Token]:
     tokens: list[Token] = []
+    words: list[_RawWord] = []  # each token's raw word
     weak_before = False
+    group = 0  # where the tokens joined weakly to the last one begin
     for word, sep in zip(raw_words, separators, strict=True):
         token = _readings(word)
         if token is None:
-            # Nothing readable (a lone symbol): it separates like punctuation.
+            # Nothing readable: it separates like punctuation.
             weak_before = False
             continue
-        if tokens and len(sep) == 1 and not sep.isspace() and weak_before and _has_letter(token):
+        if (
+            tokens
+            and len(sep) == 1
+            and not sep.isspace()
+            and weak_before
+            and _has_letter(token)
+            and _no_space(tokens[-1].text[0]) == _no_space(token.text[0])  # each is one or other
+        ):
             token = token._replace(join=Transform.SEPARATOR)
+        else:
+            if len(tokens) - group > 1:
+                _read_joined(tokens, words, group)
+            group = len(tokens)
         tokens.append(token)
+        words.append(word)
         weak_before = _has_letter(token)
+    if len(tokens) - group > 1:
+        _read_joined(tokens, words, group)
     return tokens
+
+
+def _no_space(char: str) -> bool:
+    """Whether a canonical character is of a script without spaces."""
+    if char < "\u0e00":
+        return False  # before Thai, the first of them
+    return any(c.script in NO_SPACE_SCRIPTS for c in _read_char(char))
+
+
+def _read_joined(tokens: list[Token], words: list[_RawWord], group: int) -> None:
+    """Tokens ``group:`` are joined weakly, so they are also one word (step 6):
+    if one of them has Latin letters, look-alikes in the others are read as Latin
+    too (step 4). That reading becomes their text, so that the text written
+    together reads the same a second time; what they read as alone stays an
+    alternative."""
+    if all(token.text.isascii() for token in tokens[group:]):
+        return  # the usual case: no look-alike left to read
+    latin = look_alike = False
+    for word in words[group:]:
+        start, end = _edge_bounds(word.chars)
+        if _has_latin(word.chars[start:end]):
+            latin = True
+        elif any(
+            c.lookalike is not None and c.script in _LOOKALIKE_SCRIPTS
+            for c in word.chars[start:end]
+        ):
+            look_alike = True
+    if not (latin and look_alike):
+        return
+    for index in range(group, len(tokens)):
+        token = tokens[index]
+        read = _readings(words[index], latin=True)
+        if read is None or read.text == token.text:
+            continue
+        readings = [(token.text, token.flags), *token.alternatives, *read.alternatives]
+        alternatives: dict[str, int] = {}
+        for text, flags in readings:
+            if text != read.text:
+                alternatives.setdefault(text, flags)
+        tokens[index] = read._replace(alternatives=tuple(alternatives.items()), join=token.join)
+
+
+def _has_latin(chars: list[_Char]) -> bool:
+    """Whether the word has a Latin letter, or a digit or symbol read as one."""
+    return any(c.script == "LATIN" if c.kind == LETTER else c.char in LEET for c in chars)
 
 
 def _has_letter(token: Token) -> bool:
@@ -718,14 +906,7 @@ def _joined_text(tokens: list[Token]) -> CanonicalText:
         if index and not token.join:
             parts.append(" ")
             length += 1
-        elif (
-            index
-            and parts
-            and text
-            and parts[-1]
-            and parts[-1][-1] == text[0]
-            and text[0].isalpha()
-        ):
+        elif index and text and (last := _last_written(parts)) == text[0] and last.isalpha():
             text = text[1:]  # a repeated letter across a weak join collapses too
             flags |= Transform.REPEATS
         starts.append(length)
@@ -734,6 +915,15 @@ def _joined_text(tokens: list[Token]) -> CanonicalText:
         ends.append(length)
         flags |= token.flags
     return CanonicalText("".join(parts), tuple(tokens), tuple(starts), tuple(ends), flags)
+
+
+def _last_written(parts: list[str]) -> str:
+    """The last character of ``parts`` (a token's whole text may have collapsed
+    into the one before it: ``ab-b-bc``)."""
+    for part in reversed(parts):
+        if part:
+            return part[-1]
+    return ""
 
 
 def _plain_text(tokens: list[Token]) -> CanonicalText:

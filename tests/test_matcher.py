@@ -4,6 +4,9 @@ matrix with recall figures is in test_quality.py."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+
+import pytest
 
 from deterrence.lists import Rule, Term, TermList
 from deterrence.matcher import Matcher, allowance
@@ -181,3 +184,74 @@ def test_a_misspelt_substring_term_still_matches_as_a_whole_word() -> None:
     assert matcher.match("kvbimam ucrania")  # fuzzy, as a word
     assert matcher.match("superkvibmamish")  # exact, inside a word
     assert not matcher.match("superkvbimamish")  # not fuzzy inside words
+
+
+SHIPPED = Matcher.from_path(Path(__file__).resolve().parent.parent / "keyword_lists")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "!t o z z l e w i c k",
+        "$t o z z l e w i c k",
+        "@t o z z l e w i c k",
+        "|t o z z l e w i c k",
+        "t o z! z l e w i c k",
+        "t o z z l e w i c k$",
+        "t.o.z!.z.l.e.w.i.c.k",
+        "t o z z l e | w i c k",
+        "look up !t o z z l e w i c k now",
+    ],
+)
+def test_symbols_at_the_edges_of_spaced_letters_do_not_hide_an_exact_term(query: str) -> None:
+    """The shipped lists' ``tozzlewick`` is ``fuzzy = false``: a symbol beside one
+    of its spaced letters must read as the punctuation it may be (DESIGN §4, 6-7)."""
+    match = SHIPPED.match(query)
+    assert match is not None and match.term == "tozzlewick"
+
+
+def test_symbols_at_the_edges_of_short_terms_and_phrases() -> None:
+    matcher = Matcher.from_terms(["blix", "quendrific mirvel"], fuzzy=False)
+    for query, term in [
+        ("!b l i x", "blix"),
+        ("b l i x!", "blix"),
+        ("!blix", "blix"),
+        ("!q u e n d r i f i c mirvel", "quendrific mirvel"),
+        ("quendrific m i r v e l!", "quendrific mirvel"),
+        ("!q.u.e.n.d.r.i.f.i.c m.i.r.v.e.l", "quendrific mirvel"),
+    ]:
+        match = matcher.match(query)
+        assert match is not None and match.term == term, query
+    # The first symbol a letter, the last one punctuation.
+    assert Matcher.from_terms(["sblix"], fuzzy=False).match("$blix!")
+
+
+def test_symbols_at_the_edges_of_spaced_letters_with_allow_phrases_and_rules() -> None:
+    assert term_of("report !z o r b l a x") is None  # the allow phrase, spaced
+    assert term_of("!g l i m p archive!") == "rule:pair"
+    assert term_of("!sublime") is None
+    assert term_of("sublime!") is None
+    assert term_of("sub!lime") is None
+
+
+def test_a_run_read_with_its_edge_symbols_as_letters_still_matches() -> None:
+    """``$i`` is also the word ``si``, which ends the run before it: ``shyzsk`` is
+    a word of its own there, one edit from the term."""
+    matcher = Matcher.from_terms(["shysk"])
+    assert matcher.match("s.h.y.z.s.k.$i.l")
+    assert matcher.match("s h y z s k $i l")
+    assert not matcher.match("s h y z s k i l")
+
+
+def test_words_spelt_out_in_a_run_form_phrases_with_the_words_around_it() -> None:
+    """``s.t.o.l.s.h.r.a.k s.e.e`` is one run of single letters (step 7); the
+    stretches between its spaces are read as words, misspelt as any word, and
+    with the words before and after the run."""
+    matcher = Matcher.from_terms(["vropdrolt stolshark"])
+    assert matcher.match("vropdrolt s.t.o.l.s.h.r.a.k s.e.e")
+    assert matcher.match("s.e.e v.r.o.p.d.r.o.l.t.s stolshark")
+    assert not matcher.match("vropdrolt k.e.e.p s.t.o.l.s.h.a.r.k")
+
+
+def test_look_alikes_joined_to_latin_by_punctuation_are_read_as_latin() -> None:
+    assert term_of("zorbl-ах") == "zorblax"  # Cyrillic а and х

@@ -84,6 +84,72 @@ def test_symbols_at_word_edges_are_read_both_ways() -> None:
     assert [alt for alt, _ in token.alternatives] == ["zorblaxi"]
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "!t o z z l e w i c k",
+        "$t o z z l e w i c k",
+        "@t o z z l e w i c k",
+        "|t o z z l e w i c k",
+        "t o z z l e w i c k!",
+        "t o z! z l e w i c k",
+        "t o z !z l e w i c k",
+        "!t.o.z.z.l.e.w.i.c.k",
+        "t.o.z!.z.l.e.w.i.c.k",
+        "t o z z l e ! w i c k",  # symbols alone are punctuation (step 6)
+        "t o z z l e !$ w i c k",
+    ],
+)
+def test_symbols_at_the_edges_of_spaced_letters_are_punctuation_between_them(
+    query: str,
+) -> None:
+    """``!t`` next to spaced letters is ``t`` with a mark before it, or the word
+    ``it``: read as the first, it is one of the run's letters (step 7)."""
+    (token,) = canonical_text(query).tokens
+    assert token.text == "tozlewick"
+    assert "spacing" in transform_names(token.flags)
+
+
+def test_a_run_keeps_how_it_reads_with_the_symbols_as_letters() -> None:
+    (token,) = tokenize("s h y z s k $i l")
+    assert token.text == "shyzskil"
+    assert [(piece.text, piece.inner) for piece in token.pieces] == [
+        ("shyzsk", (1, 2, 3, 4, 5)),
+        ("i", ()),
+        ("l", ()),
+    ]
+    assert [alt for alt, _ in token.pieces[1].alternatives] == ["si"]
+    # No pieces when the symbols read the same either way, or are not there.
+    assert tokenize("a b i!")[0].pieces == ()
+    assert tokenize("a b c")[0].pieces == ()
+
+
+def test_symbols_at_both_edges_are_each_a_letter_or_punctuation() -> None:
+    (token,) = tokenize("$blix!")
+    assert token.text == "blix"
+    assert sorted(alt for alt, _ in token.alternatives) == ["blixi", "sblix", "sblixi"]
+
+
+def test_a_leet_letter_is_latin_so_look_alikes_beside_it_are_too() -> None:
+    (token,) = tokenize("з0рбляк")  # з б л я have no Latin look-alike
+    assert token.text == "зopбляk"
+    # In the order of steps 4 and 5, an alternative: one edit from a Cyrillic word.
+    assert [alt for alt, _ in token.alternatives] == ["зoрбляк"]
+
+
+def test_words_joined_weakly_read_look_alikes_as_latin_together() -> None:
+    text = canonical_text("zorbl-ах")  # Cyrillic а and х
+    assert text.text == "zorblax"
+    assert [alt for alt, _ in text.tokens[1].alternatives] == ["ах"]
+
+
+def test_digits_and_symbols_are_no_part_of_words_without_spaces() -> None:
+    assert canonicalize("桥7鲸") == "桥 7 鲸"
+    assert canonicalize("桥15") == "桥 15"
+    assert canonicalize("桥!鲸") == "桥鲸"  # punctuation: a weak join
+    assert canonicalize("a-桥") == "a 桥"  # no weak join between the two kinds
+
+
 def test_scripts_without_spaces_do_not_share_words_with_latin() -> None:
     assert canonicalize("中文zorblax") == "中文 zorblax"
 
