@@ -555,6 +555,40 @@ def spaced_letters(rng: random.Random, text: str) -> str | None:
     return "  ".join(" ".join(w) for w in words)
 
 
+EDGE_SYMBOLS = "@$!|"
+
+
+def edge_symbols(rng: random.Random, text: str) -> str | None:
+    """One or two of ``@ $ ! |`` beside a word, which §4 reads both as letters and
+    as punctuation: at the edge of a word (``zorblax!``), of a letter spelt out
+    with spaces or with one punctuation mark (``!z o r b``, ``z.o.r!.b``), or
+    alone between them (``z o r ! b``)."""
+    words = text.split(" ")
+    style = rng.randrange(3) if len(text.replace(" ", "")) >= 3 else 0
+    if style == 0:
+        units, gaps = words, [" "] * (len(words) - 1)
+    else:
+        mark = " " if style == 1 else rng.choice(PUNCTUATION)
+        units, gaps = [], []
+        for index, word in enumerate(words):
+            letters = _units(word)
+            if index:
+                gaps.append(rng.choice((" ", "  ")))
+            units.extend(letters)
+            gaps.extend([mark] * (len(letters) - 1))
+    for _ in range(rng.randint(1, 2)):
+        symbol = "".join(rng.choices(EDGE_SYMBOLS, k=rng.choice((1, 1, 2))))
+        at = rng.randrange(len(units))
+        place = rng.randrange(3)
+        if place == 0:
+            units[at] = symbol + units[at]
+        elif place == 1 or at == len(units) - 1:
+            units[at] += symbol
+        else:
+            gaps[at] = gaps[at] + symbol + gaps[at]
+    return units[0] + "".join(gap + unit for gap, unit in zip(gaps, units[1:], strict=True))
+
+
 def punctuation(rng: random.Random, text: str) -> str | None:
     words = [_units(w) for w in text.split(" ")]
     mark = rng.choice(PUNCTUATION)
@@ -796,6 +830,12 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
         spaced_letters,
         lambda t: _latin(t) and len(t.text.replace(" ", "")) >= 3,
     ),
+    Perturbation(
+        "edge-symbols",
+        "@ $ ! | beside words or spaced letters",
+        edge_symbols,
+        _latin,
+    ),
     Perturbation("invisible", "zero-width, bidi, controls", invisible_characters, _latin),
 )
 PERTURBATION_BY_NAME = {p.name: p for p in PERTURBATIONS}
@@ -814,6 +854,7 @@ RECALL_CLASSES = (
 FALSE_POSITIVE_CLASSES = (
     *(f"innocent-{lang}" for lang in QUERY_LANGUAGES),
     "substring-words",
+    "edge-symbol-words",
     "near-short",
     "beyond-allowance",
     "fuzzy-off",
@@ -823,16 +864,20 @@ FALSE_POSITIVE_CLASSES = (
 
 # Pairs whose combination the contract does not promise to undo, or that repeat
 # one idea: a spaced-out or dotted digit or look-alike is a word of its own
-# (a number, or a wholly Cyrillic word), and 1 edit plus a plural is 2 edits.
+# (a number, or a wholly Cyrillic word; edge-symbols spells letters out too, and
+# its lone symbols are punctuation), and 1 edit plus a plural is 2 edits.
 _CLASHES = {
     frozenset((first, second))
-    for first in ("spaced-letters", "punctuation")
+    for first in ("spaced-letters", "punctuation", "edge-symbols")
     for second in ("leet-digits", "leet-symbols", "cyrillic-lookalikes", "greek-lookalikes")
 } | {
     frozenset(pair)
     for pair in [
         ("spaced-letters", "punctuation"),
         ("spaced-letters", "separated-phrase"),
+        ("edge-symbols", "spaced-letters"),
+        ("edge-symbols", "punctuation"),
+        ("edge-symbols", "separated-phrase"),
         ("edit-1", "plural"),
         ("edit-2", "plural"),
         ("edit-1", "edit-2"),
@@ -1334,6 +1379,38 @@ def _negative_classes(fixture: _Fixture) -> list[CaseClass]:
             tuple(
                 Case(real, next(s for s in STAND_INS if s in form)) for form, real in sorted(chosen)
             ),
+        )
+    )
+
+    # The same with symbols that §4 may read as punctuation: at the word's edge
+    # (``!sublime``), or inside it beside the term, where they are letters (``sub!lime``).
+    rng = fixture.rng_for("edge-symbol-words")
+
+    def make_edged() -> Case | None:
+        if not containing:
+            return None
+        form, real = rng.choice(containing)
+        stand_in = next(s for s in STAND_INS if s in form)
+        symbols = "".join(rng.choices(EDGE_SYMBOLS, k=rng.choice((1, 1, 2))))
+        place = rng.randrange(3)
+        if place == 0:
+            query = symbols + real
+        elif place == 1:
+            query = real + symbols
+        else:
+            at = form.index(stand_in) + rng.choice((0, len(stand_in)))
+            if not 0 < at < len(form) or len(real) != len(form):
+                return None
+            query = real[:at] + symbols + real[at:]
+        return Case(query, stand_in)
+
+    classes.append(
+        CaseClass(
+            "edge-symbol-words",
+            "false_positive",
+            "those words, @ $ ! | at an edge or inside",
+            "stand-ins",
+            _collect(count, make_edged),
         )
     )
 

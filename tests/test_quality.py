@@ -104,6 +104,21 @@ def test_spaced_letters(m: Matcher) -> None:
     assert term(m, "buy z o r b l a x now") == "zorblax"
 
 
+def test_symbols_at_the_edges_of_words_and_spaced_letters(m: Matcher) -> None:
+    # @ $ ! | are letters inside a word and may be punctuation at its edge (§4 5-7).
+    assert term(m, "zorblax!") == "zorblax"
+    assert term(m, "$zorblax") == "zorblax"
+    assert term(m, "!t o z z l e w i c k") == "tozzlewick"  # fuzzy = false
+    assert term(m, "t o z z l e w i c k|") == "tozzlewick"
+    assert term(m, "t o z! z l e w i c k") == "tozzlewick"
+    assert term(m, "t.o.z!.z.l.e.w.i.c.k") == "tozzlewick"
+    assert term(m, "t o z z l e @ w i c k") == "tozzlewick"
+    assert term(m, "!v r i t tuskgult") == "vrit tuskgult"  # a 4-letter word of a phrase
+    assert m.match("report !z o r b l a x") is None  # the allow phrase
+    assert m.match("!sublime") is None
+    assert m.match("sub!lime") is None  # inside a word, a letter: "subilime"
+
+
 def test_punctuation_between_letters(m: Matcher) -> None:
     assert term(m, "z.o.r.b.l.a.x") == "zorblax"
     assert term(m, "zor-blax") == "zorblax"
