@@ -232,7 +232,8 @@ class Token(NamedTuple):
     punctuation (``z.o.r b.l.a.x``): there the query separated words."""
     pieces: tuple[Token, ...] = ()
     """A run of spaced letters with symbols at their edges (``s h y z s k $i l``)
-    read as step 7 reads it with those symbols as letters: ``shyzsk si l``."""
+    read as step 7 reads it with those symbols as letters: ``shyzsk si l``. The
+    runs among them have no ``inner``: their stretches are this run's already."""
 
 
 _new_tuple = tuple.__new__
@@ -528,7 +529,8 @@ def _merge_spaced(words: list[_RawWord], separators: list[str], edges: bool = Tr
         tell_words = not all(" " in sep for sep in separators[i + 1 : j])
         for k, (w, (start, end)) in enumerate(zip(words[i:j], cores, strict=True), start=i):
             if merged.chars:
-                merged.inner.append(len(merged.chars))
+                if edges:  # a piece's stretches are the whole run's already
+                    merged.inner.append(len(merged.chars))
                 if tell_words and " " in separators[k]:
                     merged.spaces.append(len(merged.chars))
             merged.chars.extend(w.chars[start:end])
