@@ -7,13 +7,14 @@ Matching (DESIGN §4) runs in two passes over the canonical query
    canonical form of every pattern that may match inside a word — substring
    terms, and terms in scripts without spaces — and finds them all in one pass.
 2. **Word by word**: every query word (and every join of words that a lone
-   punctuation mark separates, every alternative reading, and every stretch of a
-   run of spaced letters) is looked up in the vocabulary of term words, exactly
-   and through the candidate index of :mod:`deterrence.fuzzy` (symmetric
-   deletions for words of 5–8 letters, parts of longer ones), whose short
-   candidate lists rapidfuzz's OSA distance then verifies. No query is ever
-   compared with every term. Multi-word terms are assembled from consecutive
-   words through an index keyed by their first two words.
+   punctuation mark separates, every alternative reading, every stretch of a
+   run of spaced letters, and the words of a run's other readings) is looked up
+   in the vocabulary of term words, exactly and through the candidate index of
+   :mod:`deterrence.fuzzy` (symmetric deletions for words of 5–8 letters, parts
+   of longer ones), whose short candidate lists rapidfuzz's OSA distance then
+   verifies. No query is ever compared with every term. Multi-word terms are
+   assembled from consecutive words through an index keyed by their first two
+   words.
 
 Whole-word patterns used to be in the automaton too. A lookup per word finds
 the same matches, and keeping them out of it saves its memory (105 MiB at

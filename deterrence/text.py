@@ -16,7 +16,12 @@ still start at one of them (``a z o r b l a x``).
 Ambiguous readings are kept as *alternatives* rather than guessed: a word made
 wholly of Cyrillic or Greek look-alikes is canonical as itself (so Cyrillic
 terms match) and has a Latin alternative; symbols at the edge of a word
-(``zorblax!``, ``$ex``) are read both as punctuation and as leet letters.
+(``zorblax!``, ``$ex``) are read both as punctuation and as leet letters, the
+first as its text. Beside a spaced letter (``!t o z z``) that makes the letter
+one of a run, which keeps the other reading as its *pieces*.
+
+The canonical text is a fixed point: canonicalizing it again gives it back, so
+a term kept in canonical form reads the same as a query.
 """
 
 from __future__ import annotations
