@@ -73,6 +73,7 @@ from bench.spike import (
     Interval,
     LatencyCycle,
     MatchCycle,
+    by_phase,
     latency_cycles,
     match_cycles,
     match_spike,
@@ -608,6 +609,17 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
     row(
         "probe client's own stalls over 1 ms (count / longest)",
         [f"{len(r.probe_stalls)} / {max(r.probe_stalls, default=0) * 1e3:.1f} ms" for r in reports],
+    )
+    row(
+        "probe p99 by half second after a rewrite (0-0.5 s / 0.5-1 s / …); other times",
+        [
+            " / ".join(
+                f"{percentile(phase, 99) * 1e3:.1f}"
+                for phase in by_phase(r.samples(), r.rewrites, args.window, 0.5)
+            )
+            + f"; {percentile([v for _, outside in c for v in outside], 99) * 1e3:.1f} ms"
+            for r, c in zip(reports, cycles, strict=True)
+        ],
     )
     row(
         f"probes ≤ {args.window:g} s after a rewrite slower than the other times' p99"

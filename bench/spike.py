@@ -112,6 +112,19 @@ def latency_cycles(
     return cycles
 
 
+def by_phase(
+    samples: Sequence[tuple[float, float]], rewrites: Sequence[float], window: float, step: float
+) -> list[list[float]]:
+    """The latencies of requests sent 0-step, step-2 step, … seconds after a rewrite,
+    up to ``window``: where in a reload the slow ones fall."""
+    phases: list[list[float]] = [[] for _ in range(math.ceil(window / step))]
+    for at, seconds in samples:
+        since = [at - rewrite for rewrite in rewrites if 0 <= at - rewrite < window]
+        if since:
+            phases[int(since[-1] / step)].append(seconds)
+    return phases
+
+
 def p99_added(cycles: Sequence[LatencyCycle]) -> float:
     """The p99 of requests inside the windows minus the p99 of the others (s)."""
     inside = [v for cycle in cycles for v in cycle[0]]
