@@ -300,3 +300,14 @@ def raw_upstream(behaviour: str) -> Iterator[str]:
 
     with listening(misbehave, held) as url:
         yield url
+
+
+def assert_too_long_searches_get_the_414_page(
+    http: httpx2.Client, url: str, site: RecordingSite
+) -> None:
+    """Padding past max_query_chars (1024) hides nothing: a term after the cap and an
+    innocent long search alike get the 414 page, and neither reaches the site."""
+    seen = len(site.requests)
+    for query in ("keepers+" * 150 + BLOCK_TERM, "lighthouse" + "+keepers" * 150):
+        assert_error_page(http.get(f"{url}/search?q={query}"), 414)
+    assert len(site.requests) == seen

@@ -24,14 +24,14 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 from gateway_support import raw_upstream
-from live_uvicorn import free_port, metric, serve
+from live_uvicorn import free_port, metric, serve, wait_for
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -55,14 +55,6 @@ def app() -> Starlette:
         return PlainTextResponse("results")
 
     return Starlette(routes=[Route("/search", search)])
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def search(base: str, query: str) -> httpx2.Response:

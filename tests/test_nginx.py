@@ -19,7 +19,7 @@ from gateway_support import (
     REPO,
     WARN_TERM,
     RecordingSite,
-    assert_error_page,
+    assert_too_long_searches_get_the_414_page,
     assert_warning_page,
     authz_process,
     decisions,
@@ -183,11 +183,7 @@ def test_obfuscated_path_to_the_search_is_still_checked(stack: Stack, path: str)
 def test_a_search_too_long_to_inspect_gets_the_414_page(stack: Stack, http: httpx2.Client) -> None:
     """The decision service's 401 becomes deterrence's 414 page; never a 500, which
     the config would serve unchecked."""
-    seen = len(stack.site.requests)
-    for query in ("keepers+" * 150 + BLOCK_TERM, "lighthouse" + "+keepers" * 150):
-        response = http.get(f"{stack.gateway.url}/search?q={query}")
-        assert_error_page(response, 414)
-    assert len(stack.site.requests) == seen
+    assert_too_long_searches_get_the_414_page(http, stack.gateway.url, stack.site)
 
 
 def test_options_is_checked_unless_it_is_a_cors_preflight(

@@ -25,7 +25,7 @@ from typing import Any
 import httpx2
 import pytest
 from list_server import ListServer
-from live_uvicorn import free_port, metric, serve
+from live_uvicorn import free_port, metric, serve, wait_for
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -59,14 +59,6 @@ def blocked(base: str, query: str) -> bool:
     response = httpx2.get(f"{base}/search", params={"q": query}, timeout=10)
     assert response.status_code in (200, 451)
     return response.status_code == 451
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture
