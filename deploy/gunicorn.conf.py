@@ -54,13 +54,15 @@ def when_ready(server: Any) -> None:
     port = os.environ.get("DETERRENCE_METRICS_PORT")
     if not port:
         return
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
+
+    from deterrence.metrics import serve_metrics_port
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     host = os.environ.get("DETERRENCE_METRICS_HOST", "127.0.0.1")
-    start_http_server(int(port), addr=host, registry=registry)
+    serve_metrics_port(registry, host, int(port))  # with DESIGN §6's headers
     server.log.info("metrics of all workers on http://%s:%s/metrics", host, port)
 
 

@@ -26,6 +26,7 @@ import contextlib
 import errno
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -37,10 +38,11 @@ from datetime import UTC, datetime
 from itertools import product
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
-from prometheus_client.exposition import choose_encoder, start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -541,9 +543,7 @@ class Recorder:
 
     def _serve_metrics_port(self, host: str, port: int) -> None:
         try:
-            self._http_server, _ = start_http_server(
-                port, addr=host, registry=self.exposition_registry
-            )
+            self._http_server = serve_metrics_port(self.exposition_registry, host, port)
         except OSError as exc:
             if self.multiprocess_dir is not None and exc.errno == errno.EADDRINUSE:
                 # Another worker (or gunicorn's master, see deploy/gunicorn.conf.py)
@@ -601,8 +601,36 @@ class MetricsApp:
         await _respond(send, 200, body, headers, head=scope["method"] == "HEAD")
 
 
-_PRIVACY_HEADERS = raw_headers(privacy_headers("default-src 'none'"))
+_METRICS_HEADERS = privacy_headers("default-src 'none'")
 """DESIGN §6's headers, on /metrics too: no caching, sniffing, indexing or framing."""
+_PRIVACY_HEADERS = raw_headers(_METRICS_HEADERS)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged (wsgiref writes each one to stderr)."""
+
+
+def serve_metrics_port(registry: Collector, host: str, port: int) -> WSGIServer:
+    """prometheus-client's ``start_http_server`` on a thread of its own, with the
+    §6 headers on every answer, as on the app's own ``/metrics``."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    exposition: WSGIApplication = make_wsgi_app(registry)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, [*headers, *_METRICS_HEADERS.items()], exc_info)
+
+        return exposition(environ, start)
+
+    server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
+    server: WSGIServer = make_server(
+        str(address[0]), port, app, server_class, handler_class=_QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, name="metrics-port", daemon=True).start()
+    return server
 
 
 async def _respond(

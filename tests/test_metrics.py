@@ -257,6 +257,11 @@ def test_metrics_on_a_separate_loopback_port(tmp_path: Path) -> None:
                 value(response.text, "deterrence_page_views_total", variant="control", locale="de")
                 == 1
             )
+            # DESIGN §6 on this port's answers too, as on the app's /metrics.
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["x-robots-tag"].startswith("noindex")
+            assert response.headers["cache-control"] == "no-store"
+            assert response.headers["content-type"].startswith("text/plain")
             assert recorder._http_server is not None
             assert recorder._http_server.server_address[0] == "127.0.0.1"
         finally:
@@ -317,20 +322,20 @@ app = Starlette(
 
 
 @pytest.fixture
-def gunicorn(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path, Path]]:
+def gunicorn(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path, Path, str]]:
     (tmp_path / "worker_app.py").write_text(textwrap.dedent(WORKER_APP))
     multiproc_dir = tmp_path / "multiproc"
     data_dir = tmp_path / "data"
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
+        "DETERRENCE_METRICS_PORT": str(metrics_port),  # the master serves it
         "TEST_DATA_DIR": str(data_dir),
         "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)]),
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
     }
-    env.pop("DETERRENCE_METRICS_PORT", None)
     log = (tmp_path / "gunicorn.log").open("wb")
     process = subprocess.Popen(
         [
@@ -357,7 +362,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Pat
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text())
             time.sleep(0.1)
-        yield url, process, multiproc_dir, data_dir
+        yield url, process, multiproc_dir, data_dir, f"http://127.0.0.1:{metrics_port}"
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -376,11 +381,11 @@ def worker_pids(master: int) -> set[int]:
 
 @pytest.mark.slow
 def test_counts_add_up_across_gunicorn_workers(
-    gunicorn: tuple[str, subprocess.Popen[bytes], Path, Path],
+    gunicorn: tuple[str, subprocess.Popen[bytes], Path, Path, str],
 ) -> None:
     from deterrence.store import Store
 
-    url, process, multiproc_dir, data_dir = gunicorn
+    url, process, multiproc_dir, data_dir, metrics_url = gunicorn
     requests = 200
 
     def search(_: int) -> int:
@@ -407,6 +412,12 @@ def test_counts_add_up_across_gunicorn_workers(
         )
         assert value(text, "deterrence_page_views_total", variant="control", locale="en") == 0
         assert value(text, "deterrence_list_terms", list="demo-zorblax") == 2
+    # The master's metrics port (deploy/gunicorn.conf.py) serves the same sum, with
+    # DESIGN §6's headers.
+    response = httpx2.get(f"{metrics_url}/metrics", timeout=5)
+    assert value(response.text, "deterrence_requests_inspected_total", route="/search") == requests
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-robots-tag"].startswith("noindex")
 
     # A worker dies and is replaced: its counts stay, its live gauge goes
     # (child_exit -> mark_process_dead in deploy/gunicorn.conf.py).
