@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp
+
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
+
+
+def gunicorn_command(app: str, *options: str) -> list[str]:
+    """gunicorn from this interpreter's environment with the shipped config
+    (deploy/gunicorn.conf.py: uvicorn workers, multiprocess metrics)."""
+    return [str(Path(sys.executable).parent / "gunicorn"), "-c", str(GUNICORN_CONF), *options, app]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import httpx2
 import pytest
 from gateway_support import raw_upstream
-from live_uvicorn import free_port, metric, serve, wait_for
+from live_uvicorn import free_port, gunicorn_command, metric, serve, wait_for
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -293,15 +293,7 @@ def preloaded_gunicorn(
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "-c",
-                str(REPO / "deploy" / "gunicorn.conf.py"),
-                "--preload",
-                "--chdir",
-                str(tmp_path),
-                "preloaded_app:app",
-            ],
+            gunicorn_command("preloaded_app:app", "--preload", "--chdir", str(tmp_path)),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from live_uvicorn import free_port, serve
+from live_uvicorn import free_port, gunicorn_command, serve
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -338,14 +337,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Pat
     }
     log = (tmp_path / "gunicorn.log").open("wb")
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            str(REPO / "deploy" / "gunicorn.conf.py"),
-            "--chdir",
-            str(tmp_path),
-            "worker_app:app",
-        ],
+        gunicorn_command("worker_app:app", "--chdir", str(tmp_path)),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

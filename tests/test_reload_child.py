@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from live_uvicorn import free_port, serve
+from live_uvicorn import free_port, gunicorn_command, serve
 from test_reload import blocked, invented_terms, polling_middleware, wait_for, write_list
 
 from deterrence import Matcher, Settings
@@ -265,12 +265,10 @@ def test_gunicorn_workers_each_reload_through_their_own_child(
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
     }
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    config = REPO / "deploy" / "gunicorn.conf.py"
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as output:
         master = subprocess.Popen(
-            [str(gunicorn), "-c", str(config), "tests.apps.plain:app"],
+            gunicorn_command("tests.apps.plain:app"),
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
