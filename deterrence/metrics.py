@@ -49,7 +49,7 @@ from prometheus_client.registry import Collector
 from starlette.types import Receive, Scope, Send
 
 from deterrence.asgi import acknowledge_lifespan
-from deterrence.headers import privacy_headers, raw_headers
+from deterrence.headers import PLAIN_HEADERS, raw_headers
 from deterrence.settings import Settings
 from deterrence.store import (
     ListState,
@@ -601,9 +601,8 @@ class MetricsApp:
         await _respond(send, 200, body, headers, head=scope["method"] == "HEAD")
 
 
-_METRICS_HEADERS = privacy_headers("default-src 'none'")
+_PRIVACY_HEADERS = raw_headers(PLAIN_HEADERS)
 """DESIGN §6's headers, on /metrics too: no caching, sniffing, indexing or framing."""
-_PRIVACY_HEADERS = raw_headers(_METRICS_HEADERS)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -621,7 +620,7 @@ def serve_metrics_port(registry: Collector, host: str, port: int) -> WSGIServer:
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, [*headers, *_METRICS_HEADERS.items()], exc_info)
+            return start_response(status, [*headers, *PLAIN_HEADERS.items()], exc_info)
 
         return exposition(environ, start)
 

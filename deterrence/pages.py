@@ -44,7 +44,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from deterrence.asgi import acknowledge_lifespan
-from deterrence.headers import privacy_headers
+from deterrence.headers import BASE_CSP, PLAIN_HEADERS, privacy_headers
 from deterrence.services import HelpDirectory, HelpService, Selection, parse_accept_language
 from deterrence.settings import Settings
 
@@ -303,15 +303,6 @@ class _LocaleBundle:
         return self.catalog.get(message) or message
 
 
-# --- headers --------------------------------------------------------------------
-
-_BASE_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-
-
-PLAIN_HEADERS = privacy_headers(_BASE_CSP)
-"""Headers of every deterrence response that is not the HTML page."""
-
-
 # Pages for requests deterrence answers without the site: too long to inspect (413,
 # 414), or the proxy's upstream failed (502, 504). Like the warning page they say
 # nothing of the request, and carry PLAIN_HEADERS (DESIGN §6).
@@ -343,7 +334,7 @@ def error_response(status: int) -> Response:
 def _page_csp(style_hash: str) -> str:
     # img-src data: only for the empty inline favicon, which stops the browser from
     # requesting /favicon.ico from the site.
-    return f"{_BASE_CSP}; style-src '{style_hash}'; img-src data:"
+    return f"{BASE_CSP}; style-src '{style_hash}'; img-src data:"
 
 
 # --- the pages ----------------------------------------------------------------
