@@ -212,20 +212,22 @@ def discard(fetched: Fetched) -> None:
 
 def move_cache(remote: RemoteList, home: RemoteList) -> None:
     """Copy ``remote``'s cached copy and meta.json to ``home`` (the same URL, another
-    directory), then remove them. Raises :class:`CacheError` (leaving ``home`` as it was)."""
+    directory), then remove them: staged and promoted there like a new download.
+    Raises :class:`CacheError` (leaving ``home`` as it was)."""
     try:
-        body, meta = remote.path.read_bytes(), remote.meta_path.read_bytes()
+        body = remote.path.read_bytes()
     except OSError as exc:
         raise CacheError(f"{remote.url}: cannot read {remote.directory}: {exc.strerror}") from exc
+    meta = read_meta(remote)
+    digest = hashlib.sha256(body).hexdigest()
+    fetched = stage(
+        home, Download(home.url, body, digest, meta.get("etag"), meta.get("last_modified"))
+    )
     try:
-        home.staging.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(home.staging, body)
-        _write_atomically(home.staging_meta, meta)
-        home.staging.replace(home.path)
-        home.staging_meta.replace(home.meta_path)
-    except OSError as exc:
-        discard(Fetched(home, ""))
-        raise CacheError(_cannot_write(home, exc)) from exc
+        promote(fetched)
+    except CacheError:
+        discard(fetched)
+        raise
     for path in (remote.path, remote.meta_path):
         with contextlib.suppress(OSError):
             path.unlink()
