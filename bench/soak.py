@@ -79,6 +79,7 @@ from bench.spike import (
     match_spike,
     over_target,
     percentile,
+    pooled,
     request_spike,
 )
 from deterrence.metrics import MATCH_DURATION
@@ -519,8 +520,8 @@ def describe(values: list[float]) -> str:
 
 def slower_share(cycles: list[LatencyCycle]) -> float:
     """The share of requests inside the windows slower than the others' p99."""
-    inside = [v for cycle in cycles for v in cycle[0]]
-    bound = percentile([v for cycle in cycles for v in cycle[1]], 99)
+    inside = pooled(cycles, inside=True)
+    bound = percentile(pooled(cycles, inside=False), 99)
     return sum(v > bound for v in inside) / len(inside) if inside else float("nan")
 
 
@@ -600,11 +601,11 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
     cycles = [latency_cycles(r.samples(), r.rewrites, args.window) for r in reports]
     row(
         f"probe p50 / p99 / max, ≤ {args.window:g} s after a rewrite",
-        [describe([v for inside, _ in c for v in inside]) for c in cycles],
+        [describe(pooled(c, inside=True)) for c in cycles],
     )
     row(
         "probe p50 / p99 / max, other times",
-        [describe([v for _, outside in c for v in outside]) for c in cycles],
+        [describe(pooled(c, inside=False)) for c in cycles],
     )
     row(
         "probe client's own stalls over 1 ms (count / longest)",
@@ -617,7 +618,7 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
                 f"{percentile(phase, 99) * 1e3:.1f}"
                 for phase in by_phase(r.samples(), r.rewrites, args.window, 0.5)
             )
-            + f"; {percentile([v for _, outside in c for v in outside], 99) * 1e3:.1f} ms"
+            + f"; {percentile(pooled(c, inside=False), 99) * 1e3:.1f} ms"
             for r, c in zip(reports, cycles, strict=True)
         ],
     )

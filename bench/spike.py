@@ -26,6 +26,7 @@ outside the windows too: then the machine, not the reloads, is what is measured.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import random
@@ -53,13 +54,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def cycle_of(at: float, rewrites: Sequence[float]) -> int:
-    """0 before the first rewrite, k after the k-th."""
-    return sum(1 for rewrite in rewrites if rewrite <= at)
-
-
-def is_inside(at: float, rewrites: Sequence[float], window: float) -> bool:
-    return any(0 <= at - rewrite <= window for rewrite in rewrites)
+def since_rewrite(at: float, rewrites: Sequence[float]) -> tuple[int, float]:
+    """The cycle ``at`` falls in (0 before the first rewrite, k after the k-th;
+    ``rewrites`` in time order) and the seconds since its rewrite (inf in cycle 0)."""
+    cycle = bisect.bisect_right(rewrites, at)
+    return cycle, at - rewrites[cycle - 1] if cycle else math.inf
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,14 @@ def latency_cycles(
     """Group (sent at, latency) samples by cycle, inside and outside the window."""
     cycles: list[LatencyCycle] = [([], []) for _ in range(len(rewrites) + 1)]
     for at, seconds in samples:
-        inside, outside = cycles[cycle_of(at, rewrites)]
-        (inside if is_inside(at, rewrites, window) else outside).append(seconds)
+        cycle, since = since_rewrite(at, rewrites)
+        cycles[cycle][0 if since <= window else 1].append(seconds)
     return cycles
+
+
+def pooled(cycles: Sequence[LatencyCycle], inside: bool) -> list[float]:
+    """The latencies inside the windows (or outside them) of all ``cycles``."""
+    return [seconds for cycle in cycles for seconds in cycle[0 if inside else 1]]
 
 
 def by_phase(
@@ -119,16 +123,15 @@ def by_phase(
     up to ``window``: where in a reload the slow ones fall."""
     phases: list[list[float]] = [[] for _ in range(math.ceil(window / step))]
     for at, seconds in samples:
-        since = [at - rewrite for rewrite in rewrites if 0 <= at - rewrite < window]
-        if since:
-            phases[int(since[-1] / step)].append(seconds)
+        _, since = since_rewrite(at, rewrites)
+        if since < window:
+            phases[int(since / step)].append(seconds)
     return phases
 
 
 def p99_added(cycles: Sequence[LatencyCycle]) -> float:
     """The p99 of requests inside the windows minus the p99 of the others (s)."""
-    inside = [v for cycle in cycles for v in cycle[0]]
-    outside = [v for cycle in cycles for v in cycle[1]]
+    inside, outside = pooled(cycles, inside=True), pooled(cycles, inside=False)
     if not inside or not outside:
         return float("nan")
     return percentile(inside, 99) - percentile(outside, 99)
@@ -162,7 +165,7 @@ def match_cycles(
         over_before, all_before = over_target(before)
         over_after, all_after = over_target(after)
         near = any(start <= at + window and end >= at for at in rewrites)
-        cycle = cycles[cycle_of(end, rewrites)]
+        cycle = cycles[since_rewrite(end, rewrites)[0]]
         offset = 0 if near else 2
         cycle[offset] += over_after - over_before
         cycle[offset + 1] += all_after - all_before
