@@ -351,14 +351,12 @@ class DeterrenceMiddleware:
                 too_deep = True
             except Exception as exc:
                 failed = self._decoding_failed(exc)
-        match, match_failed = self._match_all(matcher, texts)
+        match, match_failed, first_cut = self._match_all(matcher, texts)
         failed = failed or match_failed
-        limit = self.settings.max_query_chars
         oversize = 0
-        # A text is never longer than the bytes it was decoded from (query strings are UTF-8).
-        if len(query_string) > limit and any(len(text) > limit for text in texts[:in_query]):
+        if first_cut is not None and first_cut < in_query:
             oversize = URI_TOO_LONG
-        elif too_deep or any(len(text) > limit for text in texts[in_query:]):
+        elif too_deep or first_cut is not None:
             oversize = CONTENT_TOO_LARGE
         if memo is not None and not failed and not oversize:
             memo.put(query_string, match)
@@ -451,17 +449,24 @@ class DeterrenceMiddleware:
         self.recorder.inspected(route)
         return True
 
-    def _match_all(self, matcher: Matcher, texts: list[str]) -> tuple[Match | None, bool]:
-        """The most severe match over every inspected text, and whether
-        matching failed (an exception, counted; see ``settings.on_error``)."""
+    def _match_all(
+        self, matcher: Matcher, texts: list[str]
+    ) -> tuple[Match | None, bool, int | None]:
+        """The most severe match over every inspected text, whether matching
+        failed (an exception, counted; see ``settings.on_error``), and the index
+        of the first text longer than ``max_query_chars`` (matched up to it,
+        counted), or None."""
         best: Match | None = None
         failed = False
+        first_cut: int | None = None
         limit = self.settings.max_query_chars
         started = time.perf_counter()
-        for text in texts:
+        for index, text in enumerate(texts):
             if len(text) > limit:
                 self.recorder.error("query_too_long")
                 text = text[:limit]
+                if first_cut is None:
+                    first_cut = index
             try:
                 match = matcher.match(text)
             except Exception as exc:
@@ -479,7 +484,7 @@ class DeterrenceMiddleware:
             ):
                 best = match
         self.recorder.observe_match(time.perf_counter() - started)
-        return best, failed
+        return best, failed, first_cut
 
 
 def _has_body(scope: Scope) -> bool:
