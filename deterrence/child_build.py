@@ -8,16 +8,24 @@ of the build (5,000 terms: 0.05 s against 0.17 s). It comes in pieces
 (:mod:`deterrence.pieces`), and between them this thread lets the event loop
 run what it has ready, so requests wait a millisecond or two at most.
 
-One fresh interpreter per build, not a long-lived worker: lists change rarely, a
-build costs ~0.1 s of imports on the other core, and nothing sits idle holding a
-copy of the matcher's memory in every server process. The child runs in a process
-group of its own, so a Ctrl-C or hang-up meant for the server does not reach it,
-but in the server's session: with the scheduler's autogroups (Linux's default),
-each session shares the CPU equally whatever its processes' nice values, so a child
-in a session of its own would build at full weight beside the whole server (in
-bench.soak, request p99 43-56 ms in the seconds of a proxy's reload, against 8 ms
-at other times), while in the server's session its nice 19 yields to it.
-:meth:`ChildBuilder.close` kills whatever is still building.
+The children come from a warm build process (a "zygote", as Android calls it): an
+interpreter started at the first reload, which imports the package once and then
+forks one child per build. A fresh interpreter per build cost ~0.1 s of imports
+each time, and its start-up, on a core that requests need right then: in
+bench.soak's proxy, 7-10 % of the requests sent in the first 50 ms of a reload
+were slower than the p99 at other times, with any child that had to start an
+interpreter (even one that answered at once from a file), and 1 % with none. The
+warm process exits after ``IDLE_SECONDS`` without a build, so a server whose lists
+change daily keeps no idle interpreter; it holds no matcher, only the imports.
+It and its children run in a process group of their own, so a Ctrl-C or hang-up
+meant for the server does not reach them, but in the server's session: with the
+scheduler's autogroups (Linux's default), each session shares the CPU equally
+whatever its processes' nice values, so a child in a session of its own would
+build at full weight beside the whole server (in bench.soak, request p99 43-56 ms
+in the seconds of a proxy's reload, against 8 ms at other times), while in the
+server's session its nice 19 yields to it. :meth:`ChildBuilder.close` kills the
+warm process and whatever is still building; so does the end of the server (the
+warm process reads end-of-file on its socket and exits).
 
 The child's answer is unpickled: it comes from the same interpreter and the same
 package through a private file, so it is trusted like this process's own code. The
@@ -33,14 +41,17 @@ import contextlib
 import gc
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, NoReturn, cast
 
 import deterrence
 from deterrence import pieces
@@ -48,7 +59,7 @@ from deterrence.collector import collector_paused
 from deterrence.lists import ListError, load_lists
 from deterrence.matcher import Matcher
 
-__all__ = ["BuildCancelled", "BuildUnavailable", "ChildBuilder", "build_here", "child_main"]
+__all__ = ["BuildCancelled", "BuildUnavailable", "ChildBuilder", "build_here", "zygote_main"]
 
 TIMEOUT_SECONDS = 120.0
 """A child that has not answered by then is killed (the target is 10 s at 100,000 terms)."""
@@ -58,13 +69,16 @@ _MAGIC = b"deterrence-matcher-1\n"
 
 _PACKAGE_ROOT = str(Path(deterrence.__file__).resolve().parent.parent)
 
-# The child imports this very package (whatever sys.path or the working directory say),
-# at the lowest priority: on a busy machine the cores go to answering requests first
-# (at nice 10 a build still took a tenth of a saturated core from them), and a spare
-# core builds at full speed anyway.
-_CHILD_CODE = (
+IDLE_SECONDS = 600.0
+"""The warm build process exits after this long without a build."""
+
+# The warm process imports this very package (whatever sys.path or the working
+# directory say), at the lowest priority: on a busy machine the cores go to answering
+# requests first (at nice 10 a build still took a tenth of a saturated core from
+# them), and a spare core builds at full speed anyway.
+_ZYGOTE_CODE = (
     "import os, sys; os.nice(19); sys.path.insert(0, sys.argv[1]); "
-    "from deterrence.child_build import child_main; child_main()"
+    "from deterrence.child_build import zygote_main; zygote_main(int(sys.argv[-1]))"
 )
 
 _SWITCH_INTERVAL = 0.0005
@@ -98,14 +112,18 @@ class BuildCancelled(Exception):
 
 
 class ChildBuilder:
-    """Builds matchers in child processes; safe to use from several threads."""
+    """Builds matchers in children of a warm build process; safe to use from
+    several threads (their builds take turns)."""
 
     def __init__(self, *, timeout: float = TIMEOUT_SECONDS) -> None:
         self.timeout = timeout
-        self.command = [sys.executable, "-c", _CHILD_CODE, _PACKAGE_ROOT]
+        self.command = [sys.executable, "-c", _ZYGOTE_CODE, _PACKAGE_ROOT]
+        """The warm process; its socket's descriptor number is appended."""
         self._lock = threading.Lock()
-        self._running: set[subprocess.Popen[bytes]] = set()
-        self._killed: set[subprocess.Popen[bytes]] = set()
+        """Guards ``_zygote`` and ``_closed``; never held while waiting for one."""
+        self._turn = threading.Lock()
+        """Held for a whole build: the warm process answers one at a time."""
+        self._zygote: _Zygote | None = None
         self._closed = False
 
     def build(self, files: Sequence[Path], pause: Callable[[], None] = pieces.hand_over) -> Matcher:
@@ -115,83 +133,171 @@ class ChildBuilder:
         request = json.dumps([str(f) for f in files]).encode()
         # The answer goes to a file, read a frame at a time: no pipe chunks to join,
         # and no copy of it on this process's heap (whose pages the allocator would keep).
-        with tempfile.TemporaryFile() as answer:
-            child = self._start(answer)
-            try:
-                errors = self._wait(child, request)
-            finally:
-                with self._lock:
-                    self._running.discard(child)
-                    killed = child in self._killed
-                    self._killed.discard(child)
-            if killed:
-                raise BuildCancelled
-            _same_code()  # again: a deploy may have begun while the child was importing
+        with self._turn, tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as errors:
+            status = self._run(request, answer, errors)
+            _same_code()  # again: a deploy may have begun while the child built
             size = os.fstat(answer.fileno()).st_size
-            if child.returncode != 0 or size <= len(_MAGIC):
-                last = errors.decode("utf-8", "replace").strip().splitlines()[-1:]
+            if status != 0 or size <= len(_MAGIC):
                 raise BuildUnavailable(
-                    f"the child exited with status {child.returncode}: {(last or ['-'])[0]}"
+                    f"the child exited with status {status}: {_last_line(errors)}"
                 )
             answer.seek(0)
             if answer.read(len(_MAGIC)) != _MAGIC:
                 raise BuildUnavailable("the child answered something else")
             return _decode(answer, pause)
 
-    def _start(self, answer: IO[bytes]) -> subprocess.Popen[bytes]:
+    def _run(self, request: bytes, answer: IO[bytes], errors: IO[bytes]) -> int:
+        """Have the warm process fork a child that answers into ``answer``; its exit
+        status. A warm process that is gone before taking the request (it exits when
+        idle) is replaced once."""
+        for attempt in (1, 2):
+            zygote = self._warm()
+            try:
+                return zygote.run(request, answer, errors, self.timeout)
+            except BuildUnavailable as exc:
+                self._discard(zygote)
+                if self._is_closed():
+                    raise BuildCancelled from exc
+                if attempt == 2 or not isinstance(exc, _NotTaken) or not exc.was_ready:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _warm(self) -> _Zygote:
         with self._lock:
             if self._closed:
                 raise BuildCancelled
+            zygote = self._zygote
+            if zygote is not None and zygote.process.poll() is None:
+                return zygote
+            self._zygote = None
             if not _is_python(self.command[0]):
                 # Embedded servers (uWSGI, mod_wsgi) name themselves here: never run those.
                 raise BuildUnavailable(f"{self.command[0]!r} is not a Python interpreter")
             _same_code()
-            try:
-                child = subprocess.Popen(
-                    self.command,
-                    stdin=subprocess.PIPE,
-                    stdout=answer,
-                    stderr=subprocess.PIPE,
-                    process_group=0,
-                )
-            except (OSError, ValueError) as exc:
-                raise BuildUnavailable(f"cannot start {self.command[0]}: {exc}") from exc
-            self._running.add(child)
-            return child
+            self._zygote = zygote = _Zygote.start(self.command)
+            return zygote
 
-    def _wait(self, child: subprocess.Popen[bytes], request: bytes) -> bytes:
-        """Send the request; the child's stderr once it has exited."""
-        try:
-            _, errors = child.communicate(request, timeout=self.timeout)
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            child.kill()
-            with contextlib.suppress(OSError, ValueError):
-                child.communicate()  # closes the pipes and reaps it: no zombie
-            raise BuildUnavailable(f"no answer from the child: {exc}") from exc
-        return errors
+    def _is_closed(self) -> bool:
+        with self._lock:
+            return self._closed
+
+    def _discard(self, zygote: _Zygote) -> None:
+        with self._lock:
+            if self._zygote is zygote:
+                self._zygote = None
+        zygote.kill()
 
     def close(self) -> None:
-        """Kill every child still building, and reap it; later builds raise
-        BuildCancelled."""
+        """Kill the warm process and every child still building, and reap it;
+        later builds raise BuildCancelled."""
         with self._lock:
             self._closed = True
-            killed = list(self._running)
-            for child in killed:
-                self._killed.add(child)
-                with contextlib.suppress(OSError):
-                    child.kill()
-        for child in killed:
-            # Reaped here too, not only by the thread of its build, which may
-            # outlive a server's shutdown: a stopped server leaves no child, not
-            # even a zombie. Popen.wait holds a lock, so that thread's own wait
-            # then finds it reaped.
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                child.wait(timeout=5)
+            zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.kill()
 
     def open(self) -> None:
         """Allow builds again after :meth:`close`."""
         with self._lock:
             self._closed = False
+
+
+class _NotTaken(BuildUnavailable):
+    """The warm process ended before it took the request: no build ran."""
+
+    def __init__(self, message: str, *, was_ready: bool) -> None:
+        super().__init__(message)
+        self.was_ready = was_ready
+
+
+class _Zygote:
+    """The warm build process, and this end of its socket."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], sock: socket.socket, log: IO[bytes]
+    ) -> None:
+        self.process = process
+        self.sock = sock
+        self.log = log
+        """Its stderr: why it could not start, if it could not."""
+        self.ready = False
+
+    @classmethod
+    def start(cls, command: list[str]) -> _Zygote:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the process runs
+        try:
+            process = subprocess.Popen(
+                [*command, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                pass_fds=(theirs.fileno(),),
+                process_group=0,
+            )
+        except (OSError, ValueError) as exc:
+            ours.close()
+            log.close()
+            raise BuildUnavailable(f"cannot start {command[0]}: {exc}") from exc
+        finally:
+            theirs.close()
+        return cls(process, ours, log)
+
+    def run(self, request: bytes, answer: IO[bytes], errors: IO[bytes], timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        if not self.ready:
+            self._expect(b"ready", deadline)
+            self.ready = True
+        try:
+            socket.send_fds(self.sock, [request], [answer.fileno(), errors.fileno()])
+        except OSError as exc:
+            raise _NotTaken(f"the build process is gone: {exc}", was_ready=True) from exc
+        self._expect(b"started", deadline)
+        return int(self._expect(b"exited", deadline))
+
+    def _expect(self, word: bytes, deadline: float) -> bytes:
+        """The rest of the next message, which must start with ``word``."""
+        try:
+            self.sock.settimeout(max(0.0, deadline - time.monotonic()))
+            message = self.sock.recv(256)
+        except TimeoutError as exc:
+            raise BuildUnavailable(f"no answer from the build process: {exc}") from exc
+        except OSError:  # closed here by close(), or reset
+            message = b""
+        if not message:
+            try:
+                status: int | None = self.process.wait(timeout=5)  # it is exiting
+            except subprocess.TimeoutExpired:
+                status = None
+            why = f"the build process ended (status {status}): {_last_line(self.log)}"
+            if word != b"exited":
+                raise _NotTaken(why, was_ready=word == b"started")
+            raise BuildUnavailable(why)
+        head, _, rest = message.partition(b" ")
+        if head != word:
+            raise BuildUnavailable(f"the build process said {message[:40]!r}")
+        return rest
+
+    def kill(self) -> None:
+        """Kill it and its children (one process group), and reap it."""
+        with contextlib.suppress(OSError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        # Reaped here, whichever thread kills it: a stopped server leaves no
+        # child, not even a zombie (Popen.wait holds a lock: a build's own wait
+        # then finds it reaped).
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            self.process.wait(timeout=5)
+        self.sock.close()
+        self.log.close()
+
+
+def _last_line(log: IO[bytes]) -> str:
+    try:
+        log.seek(0)
+        last = log.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+    except (OSError, ValueError):
+        return "-"
+    return (last or ["-"])[0]
 
 
 def _same_code() -> None:
@@ -270,18 +376,50 @@ def yielding_often() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-def child_main() -> None:
-    """In the child: read the file names (JSON) from stdin, answer on stdout."""
-    gc.disable()  # a short life: collecting cycles would only slow the build down
-    files = [Path(name) for name in json.load(sys.stdin)]
-    outcome: tuple[str, object]
+def zygote_main(fd: int) -> None:
+    """The warm build process: one forked child per request on socket ``fd``
+    (the file names as JSON, with two descriptors: for the answer, and for
+    errors). Exits at end-of-file (its server is gone) or when idle."""
+    gc.collect()
+    gc.freeze()  # what the imports made stays put: the children copy fewer pages
+    server = socket.socket(fileno=fd)
+    server.settimeout(IDLE_SECONDS)
+    server.send(b"ready")
+    while True:
+        try:
+            request, fds, _, _ = socket.recv_fds(server, 1 << 16, 2)
+        except (TimeoutError, OSError):
+            return  # idle, or the server closed its end
+        if not request or len(fds) != 2:
+            return
+        answer, errors = fds
+        child = os.fork()
+        if child == 0:
+            server.close()
+            _child(json.loads(request), answer, errors)
+        os.close(answer)
+        os.close(errors)
+        server.send(b"started %d" % child)
+        _, status = os.waitpid(child, 0)
+        server.send(b"exited %d" % os.waitstatus_to_exitcode(status))
+
+
+def _child(names: list[str], answer: int, errors: int) -> NoReturn:
+    """In a forked child: build, answer, and exit without freeing anything."""
     try:
-        outcome = ("ok", Matcher(load_lists(files)))
-    except ListError as exc:
-        # ListError itself does not survive pickling (its args are the joined text).
-        outcome = ("error", exc.problems)
-    out = sys.stdout.buffer
-    out.write(_MAGIC)
-    pieces.dump(outcome, out)
-    out.flush()
+        os.dup2(errors, 2)
+        gc.disable()  # a short life: collecting cycles would only slow the build down
+        outcome: tuple[str, object]
+        try:
+            outcome = ("ok", Matcher(load_lists([Path(name) for name in names])))
+        except ListError as exc:
+            # ListError itself does not survive pickling (its args are the joined text).
+            outcome = ("error", exc.problems)
+        with os.fdopen(answer, "wb") as out:
+            out.write(_MAGIC)
+            pieces.dump(outcome, out)
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
     os._exit(0)  # freeing the matcher object by object would only delay the answer

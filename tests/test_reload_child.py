@@ -292,10 +292,15 @@ def test_gunicorn_workers_each_reload_through_their_own_child(
         wait_for(lambda: "term list reload failed" in log.read_text(), timeout=30)
         assert everyone_blocks("mirvelwort")
         time.sleep(0.5)
-        assert all(process_children(pid) == set() for pid in workers)  # no child lingers
+        # Each worker keeps its own warm build process, and no build lingers in it.
+        warm = {pid: process_children(pid) for pid in workers}
+        assert all(len(children) == 1 for children in warm.values())
+        warm_pids = set().union(*warm.values())
+        assert all(process_children(pid) == set() for pid in warm_pids)
     finally:
         master.send_signal(signal.SIGTERM)
         master.wait(timeout=30)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in warm_pids))
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert "building the matcher in this process" not in log.read_text()
 
