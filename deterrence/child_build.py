@@ -29,10 +29,10 @@ warm process reads end-of-file on its socket and exits).
 
 The child's answer is unpickled: it comes from the same interpreter and the same
 package through a private file, so it is trusted like this process's own code. The
-child imports the package from disk, though: once a file of it has changed since this
-process started (a deploy that has not restarted the server yet), the child's classes
-may not fit this process's code — a matcher whose methods fail on its data — so the
-build runs here instead until a restart.
+warm process imports the package from disk, though: once a file of it has changed
+since this process started (a deploy that has not restarted the server yet), its
+classes may not fit this process's code — a matcher whose methods fail on its data —
+so the build runs here instead until a restart.
 """
 
 from __future__ import annotations
@@ -65,9 +65,12 @@ TIMEOUT_SECONDS = 120.0
 """A child that has not answered by then is killed (the target is 10 s at 100,000 terms)."""
 
 _MAGIC = b"deterrence-matcher-1\n"
-"""Starts a good answer, so that anything else on stdout is never unpickled."""
+"""Starts a good answer, so that anything else in the answer file is never unpickled."""
 
 _PACKAGE_ROOT = str(Path(deterrence.__file__).resolve().parent.parent)
+
+_CPU_SLICE = 0.002
+"""How much CPU time a throttled child uses between two of its sleeps."""
 
 IDLE_SECONDS = 600.0
 """The warm build process exits after this long without a build."""
@@ -115,8 +118,10 @@ class ChildBuilder:
     """Builds matchers in children of a warm build process; safe to use from
     several threads (their builds take turns)."""
 
-    def __init__(self, *, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(self, *, timeout: float = TIMEOUT_SECONDS, cpu_share: float = 1.0) -> None:
         self.timeout = timeout
+        self.cpu_share = cpu_share
+        """The share of one core a child may take (``settings.reload_cpu_share``)."""
         self.command = [sys.executable, "-c", _ZYGOTE_CODE, _PACKAGE_ROOT]
         """The warm process; its socket's descriptor number is appended."""
         self._lock = threading.Lock()
@@ -130,11 +135,11 @@ class ChildBuilder:
         """A matcher over ``files``, read in pieces with ``pause()`` between them
         (``pieces.hand_over_to`` lets an event loop go first). Raises ListError for
         a broken list (as ``load_lists`` does), BuildUnavailable, or BuildCancelled."""
-        request = json.dumps([str(f) for f in files]).encode()
+        request = json.dumps({"files": [str(f) for f in files], "cpu_share": self.cpu_share})
         # The answer goes to a file, read a frame at a time: no pipe chunks to join,
         # and no copy of it on this process's heap (whose pages the allocator would keep).
         with self._turn, tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as errors:
-            status = self._run(request, answer, errors)
+            status = self._run(request.encode(), answer, errors)
             _same_code()  # again: a deploy may have begun while the child built
             size = os.fstat(answer.fileno()).st_size
             if status != 0 or size <= len(_MAGIC):
@@ -404,14 +409,15 @@ def zygote_main(fd: int) -> None:
         server.send(b"exited %d" % os.waitstatus_to_exitcode(status))
 
 
-def _child(names: list[str], answer: int, errors: int) -> NoReturn:
+def _child(request: dict[str, Any], answer: int, errors: int) -> NoReturn:
     """In a forked child: build, answer, and exit without freeing anything."""
     try:
         os.dup2(errors, 2)
         gc.disable()  # a short life: collecting cycles would only slow the build down
+        _take_at_most(request["cpu_share"])
         outcome: tuple[str, object]
         try:
-            outcome = ("ok", Matcher(load_lists([Path(name) for name in names])))
+            outcome = ("ok", Matcher(load_lists([Path(name) for name in request["files"]])))
         except ListError as exc:
             # ListError itself does not survive pickling (its args are the joined text).
             outcome = ("error", exc.problems)
@@ -423,3 +429,18 @@ def _child(names: list[str], answer: int, errors: int) -> NoReturn:
         sys.stderr.flush()
         os._exit(1)
     os._exit(0)  # freeing the matcher object by object would only delay the answer
+
+
+def _take_at_most(share: float) -> None:
+    """Sleep after every ``_CPU_SLICE`` seconds of CPU so as to use at most ``share``
+    of a core. nice 19 alone is not enough where every core is busy at times (a
+    small VM running the site beside this): in bench.soak's proxy, the 0.25 s of a
+    5,000-term build at full speed made 4-5 % of the requests sent meanwhile slower
+    than the p99 at other times, and spread over 1 s at a quarter of a core, 2 %.
+    The timer counts this process's CPU time, so a child that waits for a core
+    anyway does not sleep more for it."""
+    if share >= 1.0:
+        return
+    pause = _CPU_SLICE * (1.0 - share) / share
+    signal.signal(signal.SIGPROF, lambda _signal, _frame: time.sleep(pause))
+    signal.setitimer(signal.ITIMER_PROF, _CPU_SLICE, _CPU_SLICE)
