@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn, cast
@@ -69,9 +70,6 @@ _MAGIC = b"deterrence-matcher-1\n"
 
 _PACKAGE_ROOT = str(Path(deterrence.__file__).resolve().parent.parent)
 
-_CPU_SLICE = 0.002
-"""How much CPU time a throttled child uses between two of its sleeps."""
-
 IDLE_SECONDS = 600.0
 """The warm build process exits after this long without a build."""
 
@@ -81,7 +79,8 @@ IDLE_SECONDS = 600.0
 # them), and a spare core builds at full speed anyway.
 _ZYGOTE_CODE = (
     "import os, sys; os.nice(19); sys.path.insert(0, sys.argv[1]); "
-    "from deterrence.child_build import zygote_main; zygote_main(int(sys.argv[-1]))"
+    "from deterrence.child_build import zygote_main; "
+    "zygote_main(int(sys.argv[-1]), float(sys.argv[-2]))"
 )
 
 _SWITCH_INTERVAL = 0.0005
@@ -118,12 +117,11 @@ class ChildBuilder:
     """Builds matchers in children of a warm build process; safe to use from
     several threads (their builds take turns)."""
 
-    def __init__(self, *, timeout: float = TIMEOUT_SECONDS, cpu_share: float = 1.0) -> None:
+    def __init__(self, *, timeout: float = TIMEOUT_SECONDS) -> None:
         self.timeout = timeout
-        self.cpu_share = cpu_share
-        """The share of one core a child may take (``settings.reload_cpu_share``)."""
+        self.idle_seconds = IDLE_SECONDS
         self.command = [sys.executable, "-c", _ZYGOTE_CODE, _PACKAGE_ROOT]
-        """The warm process; its socket's descriptor number is appended."""
+        """The warm process; its idle time and its socket's descriptor are appended."""
         self._lock = threading.Lock()
         """Guards ``_zygote`` and ``_closed``; never held while waiting for one."""
         self._turn = threading.Lock()
@@ -135,7 +133,7 @@ class ChildBuilder:
         """A matcher over ``files``, read in pieces with ``pause()`` between them
         (``pieces.hand_over_to`` lets an event loop go first). Raises ListError for
         a broken list (as ``load_lists`` does), BuildUnavailable, or BuildCancelled."""
-        request = json.dumps({"files": [str(f) for f in files], "cpu_share": self.cpu_share})
+        request = json.dumps([str(f) for f in files])
         # The answer goes to a file, read a frame at a time: no pipe chunks to join,
         # and no copy of it on this process's heap (whose pages the allocator would keep).
         with self._turn, tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as errors:
@@ -179,7 +177,7 @@ class ChildBuilder:
                 # Embedded servers (uWSGI, mod_wsgi) name themselves here: never run those.
                 raise BuildUnavailable(f"{self.command[0]!r} is not a Python interpreter")
             _same_code()
-            self._zygote = zygote = _Zygote.start(self.command)
+            self._zygote = zygote = _Zygote.start([*self.command, str(self.idle_seconds)])
             return zygote
 
     def _is_closed(self) -> bool:
@@ -226,6 +224,8 @@ class _Zygote:
         self.log = log
         """Its stderr: why it could not start, if it could not."""
         self.ready = False
+        # A builder dropped without close() takes its warm process with it.
+        self._end = weakref.finalize(self, _end, process, sock, log)
 
     @classmethod
     def start(cls, command: list[str]) -> _Zygote:
@@ -246,6 +246,8 @@ class _Zygote:
             raise BuildUnavailable(f"cannot start {command[0]}: {exc}") from exc
         finally:
             theirs.close()
+        # Reaped as soon as it ends, idle or killed: no zombie waits for the next reload.
+        threading.Thread(target=process.wait, name="deterrence-build-reaper", daemon=True).start()
         return cls(process, ours, log)
 
     def run(self, request: bytes, answer: IO[bytes], errors: IO[bytes], timeout: float) -> int:
@@ -285,15 +287,19 @@ class _Zygote:
 
     def kill(self) -> None:
         """Kill it and its children (one process group), and reap it."""
-        with contextlib.suppress(OSError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        # Reaped here, whichever thread kills it: a stopped server leaves no
-        # child, not even a zombie (Popen.wait holds a lock: a build's own wait
-        # then finds it reaped).
-        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-            self.process.wait(timeout=5)
-        self.sock.close()
-        self.log.close()
+        self._end()
+
+
+def _end(process: subprocess.Popen[bytes], sock: socket.socket, log: IO[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGKILL)
+    # Reaped here, whichever thread kills it: a stopped server leaves no child,
+    # not even a zombie (Popen.wait holds a lock: a build's own wait then finds
+    # it reaped).
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        process.wait(timeout=5)
+    sock.close()
+    log.close()
 
 
 def _last_line(log: IO[bytes]) -> str:
@@ -381,14 +387,14 @@ def yielding_often() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-def zygote_main(fd: int) -> None:
+def zygote_main(fd: int, idle_seconds: float) -> None:
     """The warm build process: one forked child per request on socket ``fd``
-    (the file names as JSON, with two descriptors: for the answer, and for
-    errors). Exits at end-of-file (its server is gone) or when idle."""
+    (JSON, with two descriptors: for the answer, and for errors). Exits at
+    end-of-file (its server is gone) or after ``idle_seconds`` without one."""
     gc.collect()
     gc.freeze()  # what the imports made stays put: the children copy fewer pages
     server = socket.socket(fileno=fd)
-    server.settimeout(IDLE_SECONDS)
+    server.settimeout(idle_seconds)
     server.send(b"ready")
     while True:
         try:
@@ -409,15 +415,14 @@ def zygote_main(fd: int) -> None:
         server.send(b"exited %d" % os.waitstatus_to_exitcode(status))
 
 
-def _child(request: dict[str, Any], answer: int, errors: int) -> NoReturn:
+def _child(names: list[str], answer: int, errors: int) -> NoReturn:
     """In a forked child: build, answer, and exit without freeing anything."""
     try:
         os.dup2(errors, 2)
         gc.disable()  # a short life: collecting cycles would only slow the build down
-        _take_at_most(request["cpu_share"])
         outcome: tuple[str, object]
         try:
-            outcome = ("ok", Matcher(load_lists([Path(name) for name in request["files"]])))
+            outcome = ("ok", Matcher(load_lists([Path(name) for name in names])))
         except ListError as exc:
             # ListError itself does not survive pickling (its args are the joined text).
             outcome = ("error", exc.problems)
@@ -429,18 +434,3 @@ def _child(request: dict[str, Any], answer: int, errors: int) -> NoReturn:
         sys.stderr.flush()
         os._exit(1)
     os._exit(0)  # freeing the matcher object by object would only delay the answer
-
-
-def _take_at_most(share: float) -> None:
-    """Sleep after every ``_CPU_SLICE`` seconds of CPU so as to use at most ``share``
-    of a core. nice 19 alone is not enough where every core is busy at times (a
-    small VM running the site beside this): in bench.soak's proxy, the 0.25 s of a
-    5,000-term build at full speed made 4-5 % of the requests sent meanwhile slower
-    than the p99 at other times, and spread over 1 s at a quarter of a core, 2 %.
-    The timer counts this process's CPU time, so a child that waits for a core
-    anyway does not sleep more for it."""
-    if share >= 1.0:
-        return
-    pause = _CPU_SLICE * (1.0 - share) / share
-    signal.signal(signal.SIGPROF, lambda _signal, _frame: time.sleep(pause))
-    signal.setitimer(signal.ITIMER_PROF, _CPU_SLICE, _CPU_SLICE)

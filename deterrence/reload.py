@@ -168,7 +168,7 @@ class MatcherHolder:
         self._rejected: dict[str, str] = {}  # URL -> sha256 of content that failed to load
         self._tasks: set[asyncio.Task[object]] = set()
         self._signal_loop: asyncio.AbstractEventLoop | None = None
-        self.builder = ChildBuilder(cpu_share=settings.reload_cpu_share)
+        self.builder = ChildBuilder()
         self._pause: Callable[[], None] = pieces.hand_over
         """Between pieces of a reload's work in this process; lets the event loop
         go first once ``start()`` has seen it."""

@@ -100,9 +100,6 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     reload_poll_seconds: float = 0.0
     """Poll list files for changes every N seconds; 0 disables polling."""
-    reload_cpu_share: float = Field(default=0.25, gt=0.0, le=1.0)
-    """The share of one core a reload's build may take (deterrence.child_build): it
-    sleeps in between, so requests keep the machine; 1 builds at full speed."""
     list_urls: list[str] = Field(default_factory=list)
     """HTTPS URLs of list files (``.toml`` / ``.txt``) for fleets, cached under
     ``data_dir``. Fragment options: ``#sha256=<hex>`` pins the content,

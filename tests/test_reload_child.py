@@ -9,6 +9,7 @@ Every term here is invented.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import pickle
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -122,8 +124,10 @@ def lists_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def holder(lists_dir: Path, tmp_path: Path) -> MatcherHolder:
-    return MatcherHolder(Settings(lists=[lists_dir], data_dir=tmp_path / "data"))
+def holder(lists_dir: Path, tmp_path: Path) -> Iterator[MatcherHolder]:
+    holder = MatcherHolder(Settings(lists=[lists_dir], data_dir=tmp_path / "data"))
+    yield holder
+    holder.builder.close()
 
 
 def reloads_here(
@@ -210,6 +214,58 @@ def test_a_child_that_takes_too_long_is_killed() -> None:
 def children() -> set[int]:
     """This process's live child processes (Linux)."""
     return process_children(os.getpid())
+
+
+@needs_proc
+def test_builds_fork_from_one_warm_process_that_leaves_when_idle(lists_dir: Path) -> None:
+    others = children()
+    builder = ChildBuilder()
+    files = [lists_dir / "alpha.toml"]
+    try:
+        assert builder.build(files).match("zorblax") is not None
+        warm = children() - others
+        assert len(warm) == 1 and process_children(next(iter(warm))) == set()  # no build left
+        write_list(files[0], "alpha", ["zorblax", "mirvelwort"])
+        assert builder.build(files).match("mirvelwort") is not None
+        assert children() - others == warm  # the same warm process forked the second build
+        builder.close()
+        assert children() == others
+        builder.open()
+        builder.idle_seconds = 0.5
+        assert builder.build(files).match("mirvelwort") is not None
+        (idle,) = children() - others
+        wait_for(lambda: children() == others, timeout=10)  # it left on its own
+        assert builder.build(files).match("zorblax") is not None  # and a new one came
+        assert children() - others not in (set(), {idle})
+    finally:
+        builder.close()
+    assert children() == others
+
+
+@needs_proc
+def test_a_builder_dropped_without_closing_takes_its_warm_process_along(lists_dir: Path) -> None:
+    others = children()
+    builder = ChildBuilder()
+    builder.build([lists_dir / "alpha.toml"])
+    assert len(children() - others) == 1
+    del builder
+    gc.collect()
+    assert children() == others
+
+
+@needs_proc
+def test_a_warm_process_killed_between_builds_is_replaced(lists_dir: Path) -> None:
+    others = children()
+    builder = ChildBuilder()
+    files = [lists_dir / "alpha.toml"]
+    try:
+        builder.build(files)
+        (warm,) = children() - others
+        os.kill(warm, signal.SIGKILL)
+        assert builder.build(files).match("zorblax") is not None
+        assert len(children() - others) == 1 and children() - others != {warm}
+    finally:
+        builder.close()
 
 
 @needs_proc
