@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import gc
 import json
@@ -81,6 +82,7 @@ from bench.spike import (
     percentile,
     pooled,
     request_spike,
+    since_rewrite,
 )
 from deterrence.metrics import MATCH_DURATION
 
@@ -525,6 +527,27 @@ def slower_share(cycles: list[LatencyCycle]) -> float:
     return sum(v > bound for v in inside) / len(inside) if inside else float("nan")
 
 
+SPANS = (0.05, 0.5)
+"""Where a reload's slow requests fall: the first 50 ms (a child's start), the rest of
+the first half second (its build and the decode here), then the rest of the window."""
+
+
+def slower_by_span(
+    samples: Sequence[tuple[float, float]], rewrites: Sequence[float], window: float, bound: float
+) -> list[tuple[int, int]]:
+    """(slower than ``bound``, all) among the requests sent 0-50 ms, 50-500 ms and
+    0.5 s to ``window`` after a rewrite."""
+    edges = [*SPANS, window]
+    counts = [[0, 0] for _ in edges]
+    for at, seconds in samples:
+        _, since = since_rewrite(at, rewrites)
+        if since < window:
+            span = bisect.bisect_right(edges, since)
+            counts[span][0] += seconds > bound
+            counts[span][1] += 1
+    return [(slower, total) for slower, total in counts]
+
+
 def request_spike_text(interval: Interval, verdict: str) -> str:
     if verdict == "—":
         return verdict
@@ -626,6 +649,18 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         f"probes ≤ {args.window:g} s after a rewrite slower than the other times' p99"
         " (1 % if reloads change nothing)",
         [f"{slower_share(c):.2%}" for c in cycles],
+    )
+    row(
+        f"the same, 0-50 ms / 50-500 ms / 0.5-{args.window:g} s after a rewrite",
+        [
+            " / ".join(
+                f"{slower / total:.1%}" if total else "–"
+                for slower, total in slower_by_span(
+                    r.samples(), r.rewrites, args.window, percentile(pooled(c, inside=False), 99)
+                )
+            )
+            for r, c in zip(reports, cycles, strict=True)
+        ],
     )
     row(
         f"**reload spike, requests**: p99 ≤ {args.window:g} s after a rewrite minus other"

@@ -12,9 +12,10 @@ The children come from a warm build process (a "zygote", as Android calls it): a
 interpreter started at the first reload, which imports the package once and then
 forks one child per build. A fresh interpreter per build cost ~0.1 s of imports
 each time, and its start-up, on a core that requests need right then: in
-bench.soak's proxy, 7-10 % of the requests sent in the first 50 ms of a reload
-were slower than the p99 at other times, with any child that had to start an
-interpreter (even one that answered at once from a file), and 1 % with none. The
+bench.soak's proxy, 8.5 % of the requests sent in the first 50 ms of a reload were
+slower than the p99 at other times with any child that had to start an interpreter
+(even one that answered at once from a file), 0.7 % with no child, and 3.6 % with
+children forked from the warm process (docs/benchmarks.md). The
 warm process exits after ``IDLE_SECONDS`` without a build, so a server whose lists
 change daily keeps no idle interpreter; it holds no matcher, only the imports.
 It and its children run in a process group of their own, so a Ctrl-C or hang-up

@@ -48,3 +48,21 @@ def test_a_short_soak_has_no_errors_and_every_reload_lands() -> None:
     # receive timestamps keep out of the latencies.
     for cell in rows["probe client's own stalls over 1 ms (count / longest)"]:
         assert re.fullmatch(r"\d+ / [\d.]+ ms", cell), cell
+
+
+def test_slow_requests_are_told_apart_by_when_they_fall_after_a_rewrite() -> None:
+    from bench.soak import slower_by_span
+
+    rewrites = [10.0, 20.0]
+    samples = [
+        (5.0, 0.009),  # before the first rewrite: counted nowhere
+        (10.01, 0.009),  # first 50 ms, slow
+        (20.04, 0.001),  # first 50 ms, fast
+        (10.2, 0.009),  # 50-500 ms, slow
+        (20.3, 0.001),
+        (20.49, 0.001),
+        (11.0, 0.009),  # 0.5-2 s, slow
+        (21.9, 0.001),
+        (12.5, 0.009),  # past the window: counted nowhere
+    ]
+    assert slower_by_span(samples, rewrites, 2.0, 0.005) == [(1, 2), (1, 3), (1, 2)]
