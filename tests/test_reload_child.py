@@ -269,6 +269,40 @@ def test_a_warm_process_killed_between_builds_is_replaced(lists_dir: Path) -> No
 
 
 @needs_proc
+def test_a_build_child_killed_mid_build_falls_back_and_the_next_build_forks_again(
+    holder: MatcherHolder, lists_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder(
+        holder.settings, lists=holder.matcher.lists, variants=(), locales=(), services=()
+    )
+    holder.recorder = recorder
+    others = children()
+    assert holder.reload_blocking("start the warm process").result == "ok"
+    (warm,) = children() - others
+    write_list(lists_dir / "alpha.toml", "alpha", [*invented_terms(20_000), "mirvelwort"])
+    results = []
+    reloading = threading.Thread(target=lambda: results.append(holder.reload_blocking("test")))
+    with caplog.at_level(logging.WARNING, logger="deterrence.reload"):
+        reloading.start()
+        wait_for(lambda: len(process_children(warm)) == 1)  # building
+        (building,) = process_children(warm)
+        os.kill(building, signal.SIGKILL)
+        reloading.join(timeout=120)
+    assert results[0].result == "ok"  # built here instead
+    assert holder.matcher.match("mirvelwort") is not None
+    assert "building the matcher in this process" in caplog.text
+    assert "status -9" in caplog.text
+    fallbacks = recorder.registry.get_sample_value(
+        "deterrence_errors_total", {"kind": "list_build_fallback"}
+    )
+    assert fallbacks == 1
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "quendrific"])
+    assert holder.reload_blocking("again").result == "ok"
+    assert holder.build_fallbacks == 1  # the warm process forked this one
+    assert holder.matcher.match("quendrific") is not None
+
+
+@needs_proc
 def test_stopping_kills_a_build_in_progress(holder: MatcherHolder, lists_dir: Path) -> None:
     holder.builder.command = [sys.executable, "-c", "import time; time.sleep(60)"]
     write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
