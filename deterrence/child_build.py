@@ -261,7 +261,11 @@ class _Zygote:
         except OSError as exc:
             raise _NotTaken(f"the build process is gone: {exc}", was_ready=True) from exc
         self._expect(b"started", deadline)
-        return int(self._expect(b"exited", deadline))
+        status = self._expect(b"exited", deadline)
+        try:
+            return int(status)
+        except ValueError:
+            raise BuildUnavailable(f"the build process said exited {status[:20]!r}") from None
 
     def _expect(self, word: bytes, deadline: float) -> bytes:
         """The rest of the next message, which must start with ``word``."""
@@ -294,9 +298,8 @@ class _Zygote:
 def _end(process: subprocess.Popen[bytes], sock: socket.socket, log: IO[bytes]) -> None:
     with contextlib.suppress(OSError):
         os.killpg(process.pid, signal.SIGKILL)
-    # Reaped here, whichever thread kills it: a stopped server leaves no child,
-    # not even a zombie (Popen.wait holds a lock: a build's own wait then finds
-    # it reaped).
+    # Waited for until it is reaped (by the reaper thread, or here): a stopped
+    # server leaves no child, not even a zombie.
     with contextlib.suppress(subprocess.TimeoutExpired, OSError):
         process.wait(timeout=5)
     sock.close()
