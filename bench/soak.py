@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import gc
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -82,7 +82,6 @@ from bench.spike import (
     percentile,
     pooled,
     request_spike,
-    since_rewrite,
 )
 from deterrence.metrics import MATCH_DURATION
 
@@ -520,10 +519,9 @@ def describe(values: list[float]) -> str:
     )
 
 
-def slower_share(cycles: list[LatencyCycle]) -> float:
-    """The share of requests inside the windows slower than the others' p99."""
+def slower_share(cycles: list[LatencyCycle], bound: float) -> float:
+    """The share of requests inside the windows slower than ``bound`` (the others' p99)."""
     inside = pooled(cycles, inside=True)
-    bound = percentile(pooled(cycles, inside=False), 99)
     return sum(v > bound for v in inside) / len(inside) if inside else float("nan")
 
 
@@ -537,15 +535,10 @@ def slower_by_span(
 ) -> list[tuple[int, int]]:
     """(slower than ``bound``, all) among the requests sent 0-50 ms, 50-500 ms and
     0.5 s to ``window`` after a rewrite."""
-    edges = [*SPANS, window]
-    counts = [[0, 0] for _ in edges]
-    for at, seconds in samples:
-        _, since = since_rewrite(at, rewrites)
-        if since < window:
-            span = bisect.bisect_right(edges, since)
-            counts[span][0] += seconds > bound
-            counts[span][1] += 1
-    return [(slower, total) for slower, total in counts]
+    return [
+        (sum(seconds > bound for seconds in phase), len(phase))
+        for phase in by_phase(samples, rewrites, [*SPANS, window])
+    ]
 
 
 def request_spike_text(interval: Interval, verdict: str) -> str:
@@ -622,6 +615,8 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
     )
     row("load latency p50 / p99", [f"{r.wrk_p50} / {r.wrk_p99}" for r in reports])
     cycles = [latency_cycles(r.samples(), r.rewrites, args.window) for r in reports]
+    other_p99s = [percentile(pooled(c, inside=False), 99) for c in cycles]
+    half_seconds = [0.5 * (i + 1) for i in range(math.ceil(args.window / 0.5))]
     row(
         f"probe p50 / p99 / max, ≤ {args.window:g} s after a rewrite",
         [describe(pooled(c, inside=True)) for c in cycles],
@@ -639,27 +634,25 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         [
             " / ".join(
                 f"{percentile(phase, 99) * 1e3:.1f}"
-                for phase in by_phase(r.samples(), r.rewrites, args.window, 0.5)
+                for phase in by_phase(r.samples(), r.rewrites, half_seconds)
             )
-            + f"; {percentile(pooled(c, inside=False), 99) * 1e3:.1f} ms"
-            for r, c in zip(reports, cycles, strict=True)
+            + f"; {other_p99 * 1e3:.1f} ms"
+            for r, other_p99 in zip(reports, other_p99s, strict=True)
         ],
     )
     row(
         f"probes ≤ {args.window:g} s after a rewrite slower than the other times' p99"
         " (1 % if reloads change nothing)",
-        [f"{slower_share(c):.2%}" for c in cycles],
+        [f"{slower_share(c, p99):.2%}" for c, p99 in zip(cycles, other_p99s, strict=True)],
     )
     row(
         f"the same, 0-50 ms / 50-500 ms / 0.5-{args.window:g} s after a rewrite",
         [
             " / ".join(
                 f"{slower / total:.1%}" if total else "–"
-                for slower, total in slower_by_span(
-                    r.samples(), r.rewrites, args.window, percentile(pooled(c, inside=False), 99)
-                )
+                for slower, total in slower_by_span(r.samples(), r.rewrites, args.window, other_p99)
             )
-            for r, c in zip(reports, cycles, strict=True)
+            for r, other_p99 in zip(reports, other_p99s, strict=True)
         ],
     )
     row(

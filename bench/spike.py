@@ -117,15 +117,15 @@ def pooled(cycles: Sequence[LatencyCycle], inside: bool) -> list[float]:
 
 
 def by_phase(
-    samples: Sequence[tuple[float, float]], rewrites: Sequence[float], window: float, step: float
+    samples: Sequence[tuple[float, float]], rewrites: Sequence[float], ends: Sequence[float]
 ) -> list[list[float]]:
-    """The latencies of requests sent 0-step, step-2 step, … seconds after a rewrite,
-    up to ``window``: where in a reload the slow ones fall."""
-    phases: list[list[float]] = [[] for _ in range(math.ceil(window / step))]
+    """The latencies of requests sent 0-ends[0], ends[0]-ends[1], … seconds after a
+    rewrite (``ends`` ascending): where in a reload the slow ones fall."""
+    phases: list[list[float]] = [[] for _ in ends]
     for at, seconds in samples:
         _, since = since_rewrite(at, rewrites)
-        if since < window:
-            phases[int(since / step)].append(seconds)
+        if since < ends[-1]:
+            phases[bisect.bisect_right(ends, since)].append(seconds)
     return phases
 
 

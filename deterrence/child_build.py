@@ -134,11 +134,11 @@ class ChildBuilder:
         """A matcher over ``files``, read in pieces with ``pause()`` between them
         (``pieces.hand_over_to`` lets an event loop go first). Raises ListError for
         a broken list (as ``load_lists`` does), BuildUnavailable, or BuildCancelled."""
-        request = json.dumps([str(f) for f in files])
+        request = json.dumps([str(f) for f in files]).encode()
         # The answer goes to a file, read a frame at a time: no pipe chunks to join,
         # and no copy of it on this process's heap (whose pages the allocator would keep).
         with self._turn, tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as errors:
-            status = self._run(request.encode(), answer, errors)
+            status = self._run(request, answer, errors)
             _same_code()  # again: a deploy may have begun while the child built
             size = os.fstat(answer.fileno()).st_size
             if status != 0 or size <= len(_MAGIC):
