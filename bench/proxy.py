@@ -327,9 +327,9 @@ def measure(
             f"{name:>12}: median {median[name]:8.0f} req/s, p99 {'/'.join(result.p99)}; "
             f"CPU us/request: {costs}"
         )
-    for label, (ratio, target) in ratios.items():
-        verdict = "" if target is None else (" ok" if ratio >= target else " BELOW TARGET")
-        goal = "" if target is None else f" (target >= {target:.2f})"
+    for label, (ratio, bound) in ratios.items():
+        verdict = "" if bound is None else (" ok" if ratio >= bound else " BELOW TARGET")
+        goal = "" if bound is None else f" (target >= {bound:.2f})"
         print(f"{label:>22}: {ratio:.3f}{goal}{verdict}  (median of the rounds' ratios)")
     return {"median": median, "ratios": ratios, "results": results, "memory": memory}
 
