@@ -154,6 +154,14 @@ def part_keys(word: str) -> set[tuple[Table, Key]]:
     return keys
 
 
+def _word_keys(word: str) -> Iterable[tuple[Table, Key]]:
+    """Where a word is indexed: one edit (most words), itself and its deletions;
+    two edits, its part keys."""
+    if len(word) <= DELETION_MAX:
+        return ((DELETIONS, deletion) for deletion in {word, *_deletions(word)})
+    return part_keys(word)
+
+
 def _group_slices(
     length: int, bounds: Sequence[int], group: Group, shifts: tuple[int, ...]
 ) -> tuple[slice, ...] | None:
@@ -196,20 +204,14 @@ class FuzzyIndex:
 
     def __init__(self, words: Sequence[str], word_ids: Iterable[int]) -> None:
         postings: dict[Table, defaultdict[Key, list[str]]] = defaultdict(lambda: defaultdict(list))
-        deletions = postings[DELETIONS]
         parts: dict[str, str] = {}  # one string for each part, however many pairs hold it
         self._ids: dict[str, int] = {}
         for word_id in sorted(set(word_ids)):
             word = words[word_id]
-            length = len(word)
-            if allowance(length) == 0:
+            if allowance(len(word)) == 0:
                 continue
             self._ids[word] = word_id
-            if length <= DELETION_MAX:  # one edit (most words): itself and its deletions
-                for deletion in {word, *_deletions(word)}:
-                    deletions[deletion].append(word)
-                continue
-            for table, key in part_keys(word):
+            for table, key in _word_keys(word):
                 if isinstance(key, tuple):
                     key = (parts.setdefault(key[0], key[0]), parts.setdefault(key[1], key[1]))
                 postings[table][key].append(word)
@@ -223,6 +225,30 @@ class FuzzyIndex:
             if keys
         }
         self.__setstate__((self._ids, self._tables))
+
+    def extended(self, words: Sequence[str], word_ids: Iterable[int]) -> FuzzyIndex:
+        """This index with the words of ``word_ids`` added, as a new index: its tables
+        are copies (a reload frees the old ones), the words and postings shared."""
+        ids = dict(self._ids)
+        tables = {table: dict(keys) for table, keys in self._tables.items()}
+        for word_id in sorted(set(word_ids)):
+            word = words[word_id]
+            if allowance(len(word)) == 0 or word in ids:
+                continue
+            ids[word] = word_id
+            for table, key in _word_keys(word):
+                keys = tables.setdefault(table, {})
+                found = keys.get(key)
+                keys[key] = (
+                    word
+                    if found is None
+                    else (*found, word)
+                    if isinstance(found, tuple)
+                    else (found, word)
+                )
+        grown = FuzzyIndex.__new__(FuzzyIndex)
+        grown.__setstate__((ids, tables))
+        return grown
 
     def __len__(self) -> int:
         return sum(len(table) for table in self._tables.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,22 @@ class Terms(Sequence[Term]):
 
     def __hash__(self) -> int:
         return hash(self._rows)
+
+    def beyond(self, older: Sequence[Term]) -> list[Term] | None:
+        """The terms these have besides ``older``'s (in this order), when these are
+        ``older`` with terms added; None when a term of ``older`` is gone or changed.
+        Line numbers do not count."""
+        rows = older._rows if isinstance(older, Terms) else tuple(map(tuple, older))
+        if self._rows[: len(rows)] == rows:  # appended: the usual edit
+            return [Term._make(row) for row in self._rows[len(rows) :]]
+        left = Counter(row[:3] for row in rows)
+        added: list[Term] = []
+        for row in self._rows:
+            if left[row[:3]] > 0:
+                left[row[:3]] -= 1
+            else:
+                added.append(Term._make(row))
+        return None if any(n > 0 for n in left.values()) else added
 
     def __repr__(self) -> str:
         return f"Terms({list(self)!r})"
