@@ -53,12 +53,12 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn, cast
+from typing import IO, Any, cast
 
 import deterrence
 from deterrence import pieces
 from deterrence.collector import collector_paused
-from deterrence.lists import ListError, load_lists
+from deterrence.lists import ListError, ParsedFiles, TermList, load_lists
 from deterrence.matcher import Matcher
 
 __all__ = ["BuildCancelled", "BuildUnavailable", "ChildBuilder", "build_here", "zygote_main"]
@@ -130,11 +130,33 @@ class ChildBuilder:
         self._zygote: _Zygote | None = None
         self._closed = False
 
-    def build(self, files: Sequence[Path], pause: Callable[[], None] = pieces.hand_over) -> Matcher:
+    def build(
+        self,
+        files: Sequence[Path],
+        pause: Callable[[], None] = pieces.hand_over,
+        base: Matcher | None = None,
+    ) -> Matcher:
         """A matcher over ``files``, read in pieces with ``pause()`` between them
         (``pieces.hand_over_to`` lets an event loop go first). Raises ListError for
-        a broken list (as ``load_lists`` does), BuildUnavailable, or BuildCancelled."""
-        request = json.dumps([str(f) for f in files]).encode()
+        a broken list (as ``load_lists`` does), BuildUnavailable, or BuildCancelled.
+
+        The warm process parses the lists (again only where a file changed) and
+        sends them here; when they are ``base``'s lists with terms added, the
+        matcher is ``base.extended`` (a few milliseconds here), else a child builds
+        it."""
+        lists = self._ask("load", files, pause)
+        if not isinstance(lists, tuple) or not all(isinstance(t, TermList) for t in lists):
+            raise BuildUnavailable(f"the build process sent {type(lists).__name__}, not lists")
+        grown = base.extended(lists) if base is not None else None
+        if grown is not None:
+            return grown
+        matcher = self._ask("build", files, pause)
+        if not isinstance(matcher, Matcher):
+            raise BuildUnavailable(f"the build process sent {type(matcher).__name__}")
+        return matcher
+
+    def _ask(self, what: str, files: Sequence[Path], pause: Callable[[], None]) -> object:
+        request = json.dumps([what, [str(f) for f in files]]).encode()
         # The answer goes to a file, read a frame at a time: no pipe chunks to join,
         # and no copy of it on this process's heap (whose pages the allocator would keep).
         with self._turn, tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as errors:
@@ -143,11 +165,11 @@ class ChildBuilder:
             size = os.fstat(answer.fileno()).st_size
             if status != 0 or size <= len(_MAGIC):
                 raise BuildUnavailable(
-                    f"the child exited with status {status}: {_last_line(errors)}"
+                    f"the build process exited with status {status}: {_last_line(errors)}"
                 )
             answer.seek(0)
             if answer.read(len(_MAGIC)) != _MAGIC:
-                raise BuildUnavailable("the child answered something else")
+                raise BuildUnavailable("the build process answered something else")
             return _decode(answer, pause)
 
     def _run(self, request: bytes, answer: IO[bytes], errors: IO[bytes]) -> int:
@@ -254,21 +276,23 @@ class _Zygote:
     def run(self, request: bytes, answer: IO[bytes], errors: IO[bytes], timeout: float) -> int:
         deadline = time.monotonic() + timeout
         if not self.ready:
-            self._expect(b"ready", deadline)
+            self._expect((b"ready",), deadline)
             self.ready = True
         try:
             socket.send_fds(self.sock, [request], [answer.fileno(), errors.fileno()])
         except OSError as exc:
             raise _NotTaken(f"the build process is gone: {exc}", was_ready=True) from exc
-        self._expect(b"started", deadline)
-        status = self._expect(b"exited", deadline)
+        # A load is answered by the warm process itself ("done"); a build, by a child.
+        word, status = self._expect((b"started", b"done"), deadline)
+        if word == b"started":
+            _, status = self._expect((b"exited",), deadline)
         try:
             return int(status)
         except ValueError:
             raise BuildUnavailable(f"the build process said exited {status[:20]!r}") from None
 
-    def _expect(self, word: bytes, deadline: float) -> bytes:
-        """The rest of the next message, which must start with ``word``."""
+    def _expect(self, words: tuple[bytes, ...], deadline: float) -> tuple[bytes, bytes]:
+        """The next message, which must start with one of ``words``: (that word, the rest)."""
         try:
             self.sock.settimeout(max(0.0, deadline - time.monotonic()))
             message = self.sock.recv(256)
@@ -282,13 +306,15 @@ class _Zygote:
             except subprocess.TimeoutExpired:
                 status = None
             why = f"the build process ended (status {status}): {_last_line(self.log)}"
-            if word != b"exited":
-                raise _NotTaken(why, was_ready=word == b"started")
+            if words == (b"ready",):
+                raise _NotTaken(why, was_ready=False)
+            if b"started" in words:  # it ended before it took the request
+                raise _NotTaken(why, was_ready=True)
             raise BuildUnavailable(why)
         head, _, rest = message.partition(b" ")
-        if head != word:
+        if head not in words:
             raise BuildUnavailable(f"the build process said {message[:40]!r}")
-        return rest
+        return head, rest
 
     def kill(self) -> None:
         """Kill it and its children (one process group), and reap it."""
@@ -346,13 +372,15 @@ def _is_python(executable: str) -> bool:
     return Path(executable).name.lower().startswith("python") and os.access(executable, os.X_OK)
 
 
-def build_here(files: Sequence[Path]) -> Matcher:
-    """Build in this process, yielding the interpreter lock often (the fallback)."""
+def build_here(files: Sequence[Path], base: Matcher | None = None) -> Matcher:
+    """Build in this process, yielding the interpreter lock often (the fallback);
+    ``base.extended`` when the lists are ``base``'s with terms added."""
     with yielding_often():
-        return Matcher(load_lists(files))
+        lists = load_lists(files)
+        return (base.extended(lists) if base is not None else None) or Matcher(lists)
 
 
-def _decode(answer: IO[bytes], pause: Callable[[], None]) -> Matcher:
+def _decode(answer: IO[bytes], pause: Callable[[], None]) -> object:
     try:
         # At the usual switch interval: the pauses hand the lock over between
         # pieces, and a short interval would make this thread take it back from
@@ -373,7 +401,7 @@ def _decode(answer: IO[bytes], pause: Callable[[], None]) -> Matcher:
         raise BuildUnavailable(f"unreadable answer: {type(exc).__name__}: {exc}") from exc
     if status == "error":
         raise ListError(value)
-    if status != "ok" or not isinstance(value, Matcher):
+    if status != "ok":
         raise BuildUnavailable(f"unexpected answer {status!r}")
     return value
 
@@ -392,11 +420,14 @@ def yielding_often() -> Iterator[None]:
 
 
 def zygote_main(fd: int, idle_seconds: float) -> None:
-    """The warm build process: one forked child per request on socket ``fd``
-    (JSON, with two descriptors: for the answer, and for errors). Exits at
-    end-of-file (its server is gone) or after ``idle_seconds`` without one."""
+    """The warm build process. Each request on socket ``fd`` is JSON, ``[what,
+    files]``, with two descriptors: for the answer, and for errors. It answers a
+    ``load`` itself: the lists, parsed again only where a file changed; a
+    ``build``, in a forked child (which finds the lists parsed already). Exits at
+    end-of-file (its server is gone) or after ``idle_seconds`` without a request."""
     gc.collect()
     gc.freeze()  # what the imports made stays put: the children copy fewer pages
+    parsed = ParsedFiles()
     server = socket.socket(fileno=fd)
     server.settimeout(idle_seconds)
     server.send(b"ready")
@@ -408,10 +439,19 @@ def zygote_main(fd: int, idle_seconds: float) -> None:
         if not request or len(fds) != 2:
             return
         answer, errors = fds
+        what, names = json.loads(request)
+        paths = [Path(name) for name in names]
+        if what == "load":
+            status = _answer(parsed.load_lists, paths, answer, errors)
+            server.send(b"done %d" % status)
+            continue
         child = os.fork()
         if child == 0:
             server.close()
-            _child(json.loads(request), answer, errors)
+            os.dup2(errors, 2)  # whatever else it says, even from C
+            gc.disable()  # a short life: collecting cycles would only slow the build down
+            # Exits without freeing anything: that would only delay the answer.
+            os._exit(_answer(lambda p: Matcher(parsed.load_lists(p)), paths, answer, errors))
         os.close(answer)
         os.close(errors)
         server.send(b"started %d" % child)
@@ -419,22 +459,22 @@ def zygote_main(fd: int, idle_seconds: float) -> None:
         server.send(b"exited %d" % os.waitstatus_to_exitcode(status))
 
 
-def _child(names: list[str], answer: int, errors: int) -> NoReturn:
-    """In a forked child: build, answer, and exit without freeing anything."""
-    try:
-        os.dup2(errors, 2)
-        gc.disable()  # a short life: collecting cycles would only slow the build down
-        outcome: tuple[str, object]
+def _answer(
+    make: Callable[[list[Path]], object], paths: list[Path], answer: int, errors: int
+) -> int:
+    """Write ``make(paths)`` (or the list problems it raised) to descriptor ``answer``, and
+    any other exception to ``errors``; close both. The exit status: 0 if answered."""
+    with os.fdopen(answer, "wb") as out, os.fdopen(errors, "w") as log:
         try:
-            outcome = ("ok", Matcher(load_lists([Path(name) for name in names])))
-        except ListError as exc:
-            # ListError itself does not survive pickling (its args are the joined text).
-            outcome = ("error", exc.problems)
-        with os.fdopen(answer, "wb") as out:
+            outcome: tuple[str, object]
+            try:
+                outcome = ("ok", make(paths))
+            except ListError as exc:
+                # ListError itself does not survive pickling (its args are the joined text).
+                outcome = ("error", exc.problems)
             out.write(_MAGIC)
             pieces.dump(outcome, out)
-    except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)
-    os._exit(0)  # freeing the matcher object by object would only delay the answer
+        except BaseException:
+            traceback.print_exc(file=log)
+            return 1
+    return 0

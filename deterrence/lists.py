@@ -7,11 +7,13 @@ replaces a working list set.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast, get_args, overload
 
@@ -147,8 +149,12 @@ def list_files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_lists(paths: Iterable[str | Path]) -> tuple[TermList, ...]:
-    """Load every list under ``paths``; raise :class:`ListError` on any problem."""
+def load_lists(
+    paths: Iterable[str | Path], load: Callable[[Path], TermList] | None = None
+) -> tuple[TermList, ...]:
+    """Load every list under ``paths`` (each file with ``load``, by default
+    :func:`load_file`); raise :class:`ListError` on any problem."""
+    load = load or load_file
     problems: list[str] = []
     lists: list[TermList] = []
     for raw in paths:
@@ -161,7 +167,7 @@ def load_lists(paths: Iterable[str | Path]) -> tuple[TermList, ...]:
             problems.append(f"{path}: directory holds no *.toml or *.txt list")
         for file in files:
             try:
-                lists.append(load_file(file))
+                lists.append(load(file))
             except ListError as exc:
                 problems.extend(exc.problems)
     seen: dict[str, Path | None] = {}
@@ -178,10 +184,47 @@ def load_lists(paths: Iterable[str | Path]) -> tuple[TermList, ...]:
 
 
 def load_file(path: Path) -> TermList:
+    return _parse(path, _read(path))
+
+
+class ParsedFiles:
+    """Each list file's parse, kept by the sha256 of its content: loading the lists
+    again parses only the files that changed (the warm build process keeps one,
+    deterrence.child_build)."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[Path, tuple[bytes, TermList]] = {}
+        self._used: set[Path] = set()
+
+    def load_lists(self, paths: Iterable[str | Path]) -> tuple[TermList, ...]:
+        """:func:`load_lists`; forgets the files it did not load this time."""
+        self._used.clear()
+        try:
+            return load_lists(paths, self._load)
+        finally:
+            for gone in self._parsed.keys() - self._used:
+                del self._parsed[gone]
+
+    def _load(self, path: Path) -> TermList:
+        self._used.add(path)
+        raw = _read(path)
+        digest = hashlib.sha256(raw).digest()
+        kept = self._parsed.get(path)
+        if kept is not None and kept[0] == digest:
+            return kept[1]
+        term_list = _parse(path, raw)
+        self._parsed[path] = (digest, term_list)
+        return term_list
+
+
+def _read(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ListError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+
+
+def _parse(path: Path, raw: bytes) -> TermList:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -264,6 +307,7 @@ def _parse_toml(path: Path, text: str) -> TermList:
     )
 
 
+@lru_cache(maxsize=1 << 17)  # a list parsed again after an edit checks only the new terms
 def _term_problem(term: str) -> str | None:
     if not term.strip():
         return "empty term"

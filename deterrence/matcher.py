@@ -176,6 +176,8 @@ class Matcher:
         # recent words (they never change, so remembering them is safe).
         self._query_memo: Memo[Match | Unseen | None] = Memo(memo_size)
         self._word_memo: Memo[dict[int, int] | None] = Memo(memo_size)
+        self.grown_by: int | None = None
+        """How many terms :meth:`extended` added to the matcher this grew from; None: built."""
         self._start_adding(first_pattern=0, words=[], vocabulary={})
         keys: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
         for list_index, term_list in enumerate(self.lists):
@@ -232,6 +234,7 @@ class Matcher:
     def _grow(self, base: Matcher, lists: Sequence[TermList], added: list[list[Term]]) -> None:
         """_build, for ``base``'s lists with ``added`` terms (in each list's order)."""
         self.lists = tuple(lists)
+        self.grown_by = sum(map(len, added))
         self._query_memo = Memo(base.memo_size)
         self._word_memo = Memo(base.memo_size)
         self._start_adding(
@@ -367,6 +370,11 @@ class Matcher:
         # Fresh memos, swapped in whole: a request under way keeps the one it read.
         self._query_memo = Memo(size)
         self._word_memo = Memo(size)
+
+    @property
+    def memos(self) -> tuple[Memo[Match | Unseen | None], Memo[dict[int, int] | None]]:
+        """The answers it remembers (for recent queries, and for recent words)."""
+        return self._query_memo, self._word_memo
 
     @property
     def term_count(self) -> int:

@@ -5,10 +5,14 @@ without dropping or slowing a request.
 reload builds the new one in a child process (:mod:`deterrence.child_build`), waited
 for on a worker thread, so the event loop keeps answering and the build does not take
 its interpreter lock; then it replaces the ``matcher`` attribute in one assignment.
-When no child can be started, the build runs on the worker thread instead (logged,
-and counted in ``MatcherHolder.build_fallbacks``). The middleware reads that
-attribute once per request: every request is matched against one list set from start
-to end, the old or the new, never a mix, and nothing waits for a lock.
+Lists that only gained terms, the usual edit, are not built at all: the child
+process parses them, and the matcher in service grows by the new terms into a new
+matcher (``Matcher.extended``; 5,000 terms and one more: 3 ms, against ~0.3 s of CPU
+for a build and its transfer). When no child can be started, the build runs on the
+worker thread instead (logged, and counted in ``MatcherHolder.build_fallbacks``). The
+middleware reads that attribute once per request: every request is matched against
+one list set from start to end, the old or the new, never a mix, and nothing waits
+for a lock.
 
 What starts a reload:
 
@@ -318,14 +322,16 @@ class MatcherHolder:
         return matcher, files
 
     def _matcher(self, files: list[Path], *, in_child: bool) -> Matcher:
+        # Lists that only gained terms grow the matcher in service (Matcher.extended).
+        base: Matcher | None = getattr(self, "matcher", None)
         if in_child:
             try:
-                return self.builder.build(files, self._pause)
+                return self.builder.build(files, self._pause, base)
             except BuildUnavailable as exc:
                 self.build_fallbacks += 1
                 self._count_error("list_build_fallback")
                 logger.warning("building the matcher in this process: %s", exc)
-        return build_here(files)
+        return build_here(files, base)
 
     def _describe(self, problem: str, staged: Mapping[Path, Path]) -> str:
         """A problem in a list fetched from a URL names the URL, not the cache file."""
@@ -399,10 +405,13 @@ class MatcherHolder:
         self.matcher, self._in_service = matcher, files  # the swap
         lists = matcher.lists
         logger.info(
-            "term lists reloaded (%s): %d lists, %d terms",
+            "term lists reloaded (%s): %d lists, %d terms (%s)",
             reason,
             len(lists),
             sum(len(t.terms) for t in lists),
+            "built"
+            if matcher.grown_by is None
+            else f"{matcher.grown_by} added to those in service",
         )
         if self.recorder is not None:
             self.recorder.list_reload("ok", lists=lists)
@@ -410,7 +419,9 @@ class MatcherHolder:
         # all along (5,000 terms: 7 ms without a request answered). Unless a
         # request under way still holds it, it is emptied in pieces here instead.
         if sys.getrefcount(retired) == 2:  # this name, and getrefcount's argument
-            pieces.release(retired, self._pause)
+            # A matcher grown from it shares all but its tables, which go at once
+            # (5,000 terms: 1 ms), and its memos (full ones: 10 ms at once).
+            pieces.release(retired if matcher.grown_by is None else retired.memos, self._pause)
         if self.settings.huge_pages and matcher.term_count >= HUGE_PAGES_MIN_TERMS:
             collapsed = back_heap_with_huge_pages()  # the new matcher is on small pages
             logger.info("after the reload: %d MiB on huge pages", collapsed >> 20)
