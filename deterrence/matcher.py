@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import pairwise
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import ahocorasick
 
@@ -59,6 +59,7 @@ JOINED_PHRASE = "joined_phrase"
 
 _TERM, _ALLOW, _MEMBER = range(3)
 _K = TypeVar("_K")
+_NO_CANDIDATES: dict[int, int] = {}  # shared: never written to
 _WARM_UP_QUERIES = (
     # Innocent and invented, one for each path through canonicalization: plain
     # ASCII, diacritics, look-alike scripts, no-space scripts, leet and
@@ -176,6 +177,9 @@ class Matcher:
         # recent words (they never change, so remembering them is safe).
         self._query_memo: Memo[Match | Unseen | None] = Memo(memo_size)
         self._word_memo: Memo[dict[int, int] | None] = Memo(memo_size)
+        self.request_memo: Memo[Match | Unseen | None] = Memo(memo_size)
+        """Answers a caller keeps under keys of its own (the middleware: whole query
+        strings), here so that they go with the lists they came from."""
         self.grown_by: int | None = None
         """How many terms :meth:`extended` added to the matcher this grew from; None: built."""
         self._start_adding(first_pattern=0, words=[], vocabulary={})
@@ -237,6 +241,7 @@ class Matcher:
         self.grown_by = sum(map(len, added))
         self._query_memo = Memo(base.memo_size)
         self._word_memo = Memo(base.memo_size)
+        self.request_memo = Memo(base.memo_size)
         self._start_adding(
             first_pattern=len(base._patterns.text),
             words=list(base._words),
@@ -370,11 +375,12 @@ class Matcher:
         # Fresh memos, swapped in whole: a request under way keeps the one it read.
         self._query_memo = Memo(size)
         self._word_memo = Memo(size)
+        self.request_memo = Memo(size)
 
     @property
-    def memos(self) -> tuple[Memo[Match | Unseen | None], Memo[dict[int, int] | None]]:
-        """The answers it remembers (for recent queries, and for recent words)."""
-        return self._query_memo, self._word_memo
+    def memos(self) -> tuple[Memo[Any], ...]:
+        """The answers it remembers: for recent queries, recent words, and its callers'."""
+        return self._query_memo, self._word_memo, self.request_memo
 
     @property
     def term_count(self) -> int:
@@ -575,7 +581,9 @@ class Matcher:
         self._fuzzy.candidates(text, found)
         if exact is not None:
             found[exact] = 0  # the exact reading wins over any fuzzy one
-        self._word_memo.put(text, found)
+        # Most words are near no term: one shared empty dict for them all (a memo
+        # full of empty ones took 4 MB, and 5 ms to free at a reload).
+        self._word_memo.put(text, found or _NO_CANDIDATES)
         return found
 
     def _lattice_hits(self, tokens: Sequence[Token]) -> list[_Hit]:

@@ -17,6 +17,7 @@ is a chance of about ``entries / 2**64`` per lookup.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 Value = TypeVar("Value")
@@ -62,6 +63,15 @@ class Memo(Generic[Value]):
             self._previous = current
             current = self._current = {}
         current[key] = value
+
+    def forget(self, pause: Callable[[], None]) -> None:
+        """Drop everything, a generation at a time with ``pause()`` after each: a full
+        one (50,000 answers) is freed by one C call in 1-2 ms, four times less CPU
+        than emptying it item by item in pieces (deterrence.pieces)."""
+        self._previous = {}
+        pause()
+        self._current = {}
+        pause()
 
     def __len__(self) -> int:
         return len(self._current) + len(self._previous)

@@ -45,7 +45,6 @@ import fnmatch
 import logging
 import re
 import time
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,12 +166,6 @@ class DeterrenceMiddleware:
         self._metrics_path = settings.metrics_path
         self._inspect_bodies = settings.inspect_bodies
         self.matcher_holder = MatcherHolder(settings)
-        # The matcher is held weakly: a retired one is freed by the reload, in
-        # pieces, rather than by the next request (deterrence.pieces.release).
-        self._query_string_memo: tuple[weakref.ref[Matcher] | None, Memo[Match | Unseen | None]] = (
-            None,
-            Memo(0),
-        )
         self.pages = WarningPages(settings)
         self.recorder = Recorder(
             settings,
@@ -325,14 +318,15 @@ class DeterrenceMiddleware:
         and then neither decoding nor matching is needed (nor timed, so that
         ``deterrence_match_duration_seconds`` shows the matching work). The memo is keyed by
         the query string's ``hash()`` (deterrence.memo: no text is kept), belongs
-        to one matcher (a reload starts a new one), and only holds answers that
+        to one matcher (``Matcher.request_memo``: a reload starts a new one, and
+        frees the old one off the request path), and only holds answers that
         were reached without an error or a text over the cap, so every error is
         still counted, and every over-long query answered per ``on_oversize``."""
         query_string: bytes = scope.get("query_string", b"")
         matcher = self.matcher_holder.matcher  # one list set per request, even mid-reload
         memo: Memo[Match | Unseen | None] | None = None
         if body is None:
-            memo = self._memo_for(matcher)
+            memo = matcher.request_memo
             found = memo.get(query_string, UNSEEN)
             if not isinstance(found, Unseen):
                 return found, False, 0  # not timed: the match duration is of matching work
@@ -426,14 +420,6 @@ class DeterrenceMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks), messages, False
 
-    def _memo_for(self, matcher: Matcher) -> Memo[Match | Unseen | None]:
-        """The memo of query strings answered with ``matcher``'s lists."""
-        memo_matcher, memo = self._query_string_memo
-        if memo_matcher is None or memo_matcher() is not matcher:
-            memo = Memo(self.settings.match_memo_size)
-            self._query_string_memo = (weakref.ref(matcher), memo)
-        return memo
-
     def passes_from_memo(self, scope: Scope) -> bool:
         """Whether ``scope`` is a search the middleware would pass on to the app
         untouched, known from the memo alone: a repeat of a query string that
@@ -443,7 +429,7 @@ class DeterrenceMiddleware:
         route = self._search_route(scope)
         if route is None or self._reads_body(scope):
             return False
-        memo = self._memo_for(self.matcher_holder.matcher)
+        memo = self.matcher_holder.matcher.request_memo
         if memo.get(scope.get("query_string", b""), UNSEEN) is not None:
             return False
         self.recorder.inspected(route)

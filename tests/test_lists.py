@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deterrence.lists import ListError, Term, TermList, load_lists
+from deterrence.lists import ListError, ParsedFiles, Term, TermList, Terms, load_lists
 from deterrence.resources import KEYWORD_LISTS_DIR
 
 GOOD = """
@@ -148,3 +148,45 @@ def test_a_lists_terms_are_not_objects_for_the_cycle_collector() -> None:
     assert list(term_list.terms)[-1].text == "zorblax1999"
     assert term_list.terms == tuple(Term(f"zorblax{i}", True) for i in range(2000))
     assert pickle.loads(pickle.dumps(term_list)) == term_list
+
+
+def test_parsed_files_parse_again_only_what_changed(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("zorblax\n")
+    two.write_text("quendrific\n")
+    parsed = ParsedFiles()
+    first = parsed.load_lists([tmp_path])
+    assert first == load_lists([tmp_path])
+    two.write_text("quendrific\nmirvelwort\n")
+    one.touch()  # a new mtime, the same content
+    second = parsed.load_lists([tmp_path])
+    assert second[0] is first[0]  # kept
+    assert second[1] is not first[1] and [t.text for t in second[1].terms] == [
+        "quendrific",
+        "mirvelwort",
+    ]
+    two.write_text("quendrific\n#only a comment\nx\n")  # broken: as load_lists says
+    with pytest.raises(ListError) as broken:
+        parsed.load_lists([tmp_path])
+    assert broken.value.problems == (f"{two}:3: term 'x' canonicalizes to fewer than 2 characters",)
+    two.write_text("quendrific\nmirvelwort\n")
+    assert parsed.load_lists([tmp_path]) == second
+    assert parsed.load_lists([one])[0] is first[0]
+    assert list(parsed._parsed) == [one]  # the files it did not load are forgotten
+
+
+def test_terms_beyond_older_ones_are_the_added_ones_or_none() -> None:
+    older = Terms([Term("zorblax", True, line=1), Term("quendrific", True, line=2)])
+    appended = Terms([*older, Term("mirvelwort", True, line=3)])
+    assert appended.beyond(older) == [Term("mirvelwort", True, line=3)]
+    inserted = Terms(
+        [Term("mirvelwort", True, line=1), Term("zorblax", True, line=2), Term("quendrific", True)]
+    )
+    assert inserted.beyond(older) == [Term("mirvelwort", True, line=1)]  # lines do not count
+    assert older.beyond(older) == []
+    assert Terms([Term("zorblax", True)]).beyond(older) is None  # one gone
+    changed = Terms([Term("zorblax", False), Term("quendrific", True), Term("mirvelwort", True)])
+    assert changed.beyond(older) is None
+    twice = Terms([*older, Term("zorblax", True)])
+    assert twice.beyond(older) == [Term("zorblax", True)]
+    assert older.beyond(twice) is None

@@ -90,3 +90,25 @@ def test_the_memo_size_is_a_setting(tmp_path: Path) -> None:
     holder.matcher.match("zorblax")
     assert len(holder.matcher._query_memo) == 0
     assert MatcherHolder(settings.model_copy(update={"match_memo_size": 7})).matcher.memo_size == 7
+
+
+def test_forget_drops_both_generations_pausing_after_each() -> None:
+    memo: Memo[int] = Memo(2)
+    for number, text in enumerate(["zorblax", "quendrific", "mirvelwort"]):
+        memo.put(text, number)
+    assert len(memo) == 3  # one generation full, one begun
+    pauses: list[int] = []
+    memo.forget(lambda: pauses.append(len(memo)))
+    assert pauses == [1, 0] and memo.get("zorblax", -1) == -1
+    memo.put("zorblax", 7)
+    assert memo.get("zorblax", -1) == 7  # still a working memo
+
+
+def test_a_reloaded_matcher_brings_its_own_empty_request_memo() -> None:
+    matcher = Matcher.from_terms(["zorblax"])
+    matcher.request_memo.put(b"q=zorblax", matcher.match("zorblax"))
+    grown = matcher.extended(matcher.lists)
+    assert grown is not None and len(grown.request_memo) == 0
+    assert all(memo in matcher.memos for memo in (matcher.request_memo,))
+    copy = pickle.loads(pickle.dumps(matcher))
+    assert len(copy.request_memo) == 0

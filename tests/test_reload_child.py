@@ -172,6 +172,47 @@ def test_a_broken_list_built_in_a_child_names_file_and_line(
     assert holder.build_fallbacks == 0
 
 
+def test_a_reload_that_adds_terms_grows_the_matcher_and_answers_as_a_build(
+    holder: MatcherHolder,
+    lists_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr("deterrence.reload.build_here", not_here)
+    mixed = lists_dir / "mixed.toml"
+    mixed.write_text(MIXED_LIST, encoding="utf-8")
+    assert holder.reload_blocking("a list more: built").result == "ok"
+    assert holder.matcher.grown_by is None
+    grown_text = MIXED_LIST.replace(
+        '  "zorblax",\n',
+        '  "zorblax",\n  "mirvelwortex",\n  { term = "skelvatrine", substring = true },\n',
+    ).replace('  "glamberquinoxet",\n', '  "glamberquinoxet",\n  "quendrific tozzle",\n')
+    mixed.write_text(grown_text, encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="deterrence.reload"):
+        assert holder.reload_blocking("three terms added").result == "ok"
+    assert holder.matcher.grown_by == 3
+    assert "3 added to those in service" in caplog.text
+    built = Matcher(load_lists([lists_dir]))
+    asked = queries(built, random.Random(4))
+    answers = [holder.matcher.match(q) for q in asked]
+    assert answers == [built.match(q) for q in asked]
+    assert all(
+        holder.matcher.match(t) for t in ("mirvelwortex", "xskelvatriney", "quendrific tozzle")
+    )
+    mixed.write_text(grown_text.replace('  "glamberquinoxet",\n', ""), encoding="utf-8")
+    assert holder.reload_blocking("a term removed: built").result == "ok"
+    assert holder.matcher.grown_by is None
+    assert holder.matcher.match("glamberquinoxet") is None and holder.build_fallbacks == 0
+
+
+def test_a_reload_built_here_grows_the_matcher_too(
+    holder: MatcherHolder, lists_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder.builder.command = ["/nonexistent/python3"]
+    reloads_here(holder, lists_dir, caplog, "building the matcher in this process")
+    assert holder.matcher.grown_by == 1
+
+
 @pytest.mark.parametrize(
     "command",
     [
