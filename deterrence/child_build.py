@@ -147,7 +147,7 @@ class ChildBuilder:
         lists = self._ask("load", files, pause)
         if not isinstance(lists, tuple) or not all(isinstance(t, TermList) for t in lists):
             raise BuildUnavailable(f"the build process sent {type(lists).__name__}, not lists")
-        grown = base.extended(lists) if base is not None else None
+        grown = base.extended(lists, pause) if base is not None else None
         if grown is not None:
             return grown
         matcher = self._ask("build", files, pause)

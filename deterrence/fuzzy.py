@@ -226,11 +226,17 @@ class FuzzyIndex:
         }
         self.__setstate__((self._ids, self._tables))
 
-    def extended(self, words: Sequence[str], word_ids: Iterable[int]) -> FuzzyIndex:
+    def extended(
+        self, words: Sequence[str], word_ids: Iterable[int], pause: Callable[[], None]
+    ) -> FuzzyIndex:
         """This index with the words of ``word_ids`` added, as a new index: its tables
-        are copies (a reload frees the old ones), the words and postings shared."""
+        are copies (a reload frees the old ones; ``pause()`` after each), the words and
+        postings shared."""
         ids = dict(self._ids)
-        tables = {table: dict(keys) for table, keys in self._tables.items()}
+        tables: dict[Table, dict[Key, Posting]] = {}
+        for table, keys in self._tables.items():
+            tables[table] = dict(keys)
+            pause()
         for word_id in sorted(set(word_ids)):
             word = words[word_id]
             if allowance(len(word)) == 0 or word in ids:
