@@ -17,7 +17,12 @@ slower than the p99 at other times with any child that had to start an interpret
 (even one that answered at once from a file), 0.7 % with no child, and 3.6 % with
 children forked from the warm process (docs/benchmarks.md). The
 warm process exits after ``IDLE_SECONDS`` without a build, so a server whose lists
-change daily keeps no idle interpreter; it holds no matcher, only the imports.
+change daily keeps no idle interpreter; it holds no matcher, only the imports and
+the lists it parsed last.
+
+It parses the lists itself, again only the files whose content changed, and sends
+them first: when they are the lists in service with terms added, the server grows
+its matcher (``Matcher.extended``) and no child is forked at all.
 It and its children run in a process group of their own, so a Ctrl-C or hang-up
 meant for the server does not reach them, but in the server's session: with the
 scheduler's autogroups (Linux's default), each session shares the CPU equally
