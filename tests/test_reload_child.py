@@ -205,6 +205,25 @@ def test_a_reload_that_adds_terms_grows_the_matcher_and_answers_as_a_build(
     assert holder.matcher.match("glamberquinoxet") is None and holder.build_fallbacks == 0
 
 
+def test_a_reload_that_adds_terms_forks_no_build(holder: MatcherHolder, lists_dir: Path) -> None:
+    """The warm process answers a load itself; only a build forks (counted by a
+    wrapper around its os.fork)."""
+    forks = lists_dir.parent / "forks.log"
+    counting = (
+        f"import os\n_fork = os.fork\ndef counted():\n"
+        f"    with open({str(forks)!r}, 'a') as log: log.write('fork\\n')\n"
+        f"    return _fork()\nos.fork = counted\n"
+    )
+    holder.builder.command[2] = counting + holder.builder.command[2]
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    assert holder.reload_blocking("a term added").result == "ok"
+    assert holder.matcher.grown_by == 1 and not forks.exists()
+    write_list(lists_dir / "alpha.toml", "alpha", ["mirvelwort"])
+    assert holder.reload_blocking("a term removed").result == "ok"
+    assert holder.matcher.grown_by is None and forks.read_text() == "fork\n"
+    assert holder.matcher.match("zorblax") is None and holder.build_fallbacks == 0
+
+
 def test_a_reload_built_here_grows_the_matcher_too(
     holder: MatcherHolder, lists_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
