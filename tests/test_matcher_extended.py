@@ -53,14 +53,17 @@ def test_a_grown_matcher_answers_every_evaluation_query_as_a_built_one() -> None
     assert found_only_by_the_added > 20  # the added terms are found, not only the old ones
 
 
+INVENTED = TermList(
+    id="invented",
+    category="testing",
+    terms=[Term("zorblax", True), Term("blorvish tanquel", True)],
+    allow=("report quendrific", "report zorblax"),
+    rules=(Rule("pair", (("glimmerdusk",), ("skelvat",))),),
+)
+
+
 def test_the_terms_added_are_found_with_every_kind_of_term_beside_them() -> None:
-    old = TermList(
-        id="invented",
-        category="testing",
-        terms=[Term("zorblax", True), Term("blorvish tanquel", True)],
-        allow=("report quendrific",),
-        rules=(Rule("pair", (("glimmerdusk",), ("skelvat",))),),
-    )
+    old = INVENTED
     added = [
         Term("quendrific", True),  # inside the allow phrase already there: cancelled
         Term("tanquel mirvelwort", True),  # a word the list has already
@@ -107,14 +110,8 @@ def test_the_terms_added_are_found_with_every_kind_of_term_beside_them() -> None
     ],
 )
 def test_any_change_but_added_terms_is_not_grown(change: dict[str, object]) -> None:
-    old = TermList(
-        id="invented",
-        category="testing",
-        terms=[Term("zorblax", True), Term("blorvish tanquel", True)],
-        allow=("report zorblax",),
-        rules=(Rule("pair", (("glimmerdusk",), ("skelvat",))),),
-    )
-    assert Matcher([old]).extended([dataclasses.replace(old, **change)]) is None  # type: ignore[arg-type]
+    changed = dataclasses.replace(INVENTED, **change)  # type: ignore[arg-type]
+    assert Matcher([INVENTED]).extended([changed]) is None
 
 
 def test_a_list_more_or_less_is_not_grown_and_other_fields_may_change() -> None:
