@@ -33,6 +33,7 @@ _TERM_KEYS = {"term", "fuzzy", "substring"}
 _RULE_KEYS = {"id", "all_of"}
 _TESTS_KEYS = {"match", "no_match"}
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_ProblemOf = Callable[[str], str | None]  # what is wrong with a term, if anything
 
 
 class ListError(ValueError):
@@ -184,7 +185,7 @@ def load_lists(
 
 
 def load_file(path: Path) -> TermList:
-    return _parse(path, _read(path))
+    return _parse(path, _read(path), _term_problem)
 
 
 class ParsedFiles:
@@ -195,6 +196,8 @@ class ParsedFiles:
     def __init__(self) -> None:
         self._parsed: dict[Path, tuple[bytes, TermList]] = {}
         self._used: set[Path] = set()
+        # A file parsed again after an edit checks only its new terms.
+        self._problem_of = lru_cache(maxsize=1 << 17)(_term_problem)
 
     def load_lists(self, paths: Iterable[str | Path]) -> tuple[TermList, ...]:
         """:func:`load_lists`; forgets the files it did not load this time."""
@@ -212,7 +215,7 @@ class ParsedFiles:
         kept = self._parsed.get(path)
         if kept is not None and kept[0] == digest:
             return kept[1]
-        term_list = _parse(path, raw)
+        term_list = _parse(path, raw, self._problem_of)
         self._parsed[path] = (digest, term_list)
         return term_list
 
@@ -224,20 +227,20 @@ def _read(path: Path) -> bytes:
         raise ListError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
 
 
-def _parse(path: Path, raw: bytes) -> TermList:
+def _parse(path: Path, raw: bytes, problem_of: _ProblemOf) -> TermList:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ListError([f"{path}:{line}: not valid UTF-8"]) from exc
     if path.suffix == ".txt":
-        return _parse_txt(path, text)
+        return _parse_txt(path, text, problem_of)
     if path.suffix == ".toml":
-        return _parse_toml(path, text)
+        return _parse_toml(path, text, problem_of)
     raise ListError([f"{path}: unknown list format (expected .toml or .txt)"])
 
 
-def _parse_txt(path: Path, text: str) -> TermList:
+def _parse_txt(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
     problems: list[str] = []
     list_id = path.stem
     if not ID_PATTERN.match(list_id):
@@ -248,7 +251,7 @@ def _parse_txt(path: Path, text: str) -> TermList:
     for number, line in enumerate(text.splitlines(), start=1):
         entry = line.split("#", 1)[0].strip()
         if entry:
-            problem = _term_problem(entry)
+            problem = problem_of(entry)
             if problem:
                 problems.append(f"{path}:{number}: {problem}")
             terms.append(Term(entry, fuzzy=True, line=number))
@@ -259,12 +262,12 @@ def _parse_txt(path: Path, text: str) -> TermList:
     return TermList(id=list_id, category=list_id, terms=tuple(terms), path=path)
 
 
-def _parse_toml(path: Path, text: str) -> TermList:
+def _parse_toml(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ListError([f"{path}: invalid TOML: {exc}"]) from exc
-    checker = _Checker(path, text)
+    checker = _Checker(path, text, problem_of)
     unknown = sorted(set(data) - _LIST_KEYS)
     if unknown:
         checker.problem(f"unknown key(s) {', '.join(unknown)}", unknown[0] + " =")
@@ -307,7 +310,6 @@ def _parse_toml(path: Path, text: str) -> TermList:
     )
 
 
-@lru_cache(maxsize=1 << 17)  # a list parsed again after an edit checks only the new terms
 def _term_problem(term: str) -> str | None:
     if not term.strip():
         return "empty term"
@@ -319,8 +321,9 @@ def _term_problem(term: str) -> str | None:
 class _Checker:
     """Validates the parsed TOML, locating each problem's line in the source."""
 
-    def __init__(self, path: Path, source: str) -> None:
+    def __init__(self, path: Path, source: str, problem_of: _ProblemOf) -> None:
         self.path = path
+        self.problem_of = problem_of
         self.lines = source.splitlines()
         self.problems: list[str] = []
         self._quoted: dict[str, int] | None = None
@@ -384,7 +387,7 @@ class _Checker:
             return ()
         if key == "allow":
             for entry in value:
-                problem = _term_problem(entry)
+                problem = self.problem_of(entry)
                 if problem:
                     self.problem(f"allow phrase: {problem}", repr(entry)[1:-1] or key)
         return tuple(value)
@@ -413,7 +416,7 @@ class _Checker:
             else:
                 self.problem(f"a term must be a string or a table, not {entry!r}", "terms")
                 continue
-            problem = _term_problem(text)
+            problem = self.problem_of(text)
             line = self.line_of(f'"{text}"') or self.line_of(text or None)
             if problem:
                 self.problem(problem, f'"{text}"' if text else '""')
@@ -448,7 +451,7 @@ class _Checker:
                 continue
             for group in groups:
                 for member in group:
-                    problem = _term_problem(member)
+                    problem = self.problem_of(member)
                     if problem:
                         self.problem(f"rule {rule_id!r}: {problem}", "all_of")
             rules.append(Rule(rule_id, tuple(tuple(g) for g in groups)))
