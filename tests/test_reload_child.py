@@ -458,7 +458,10 @@ def test_gunicorn_workers_each_reload_through_their_own_child(
 def process_children(pid: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found.update(int(child) for child in (task / "children").read_text().split())
+        try:
+            found.update(int(child) for child in (task / "children").read_text().split())
+        except FileNotFoundError:
+            continue  # a thread that ended since the listing (a worker, a reaper)
     return found
 
 
