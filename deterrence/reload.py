@@ -5,7 +5,7 @@ without dropping or slowing a request.
 reload builds the new one in a child process (:mod:`deterrence.child_build`), waited
 for on a worker thread, so the event loop keeps answering and the build does not take
 its interpreter lock; then it replaces the ``matcher`` attribute in one assignment.
-Lists that only gained terms, the usual edit, are not built at all: the child
+Lists that only gained terms, the usual edit, are not built at all: the warm build
 process parses them, and the matcher in service grows by the new terms into a new
 matcher (``Matcher.extended``; 5,000 terms and one more: 3 ms, against ~0.3 s of CPU
 for a build and its transfer). When no child can be started, the build runs on the
