@@ -205,8 +205,8 @@ class Matcher:
         # Freeze what was built: plain dicts of tuples never insert on lookup, and
         # tuples of ints are not tracked by the cycle collector (see _Patterns).
         self._patterns = _Patterns.of(self._rows)
-        self._phrases = {key: tuple(found) for key, found in self._phrasing.items()}
-        self._joined = {key: tuple(found) for key, found in self._joining.items()}
+        self._phrases = _merged({}, self._phrasing)
+        self._joined = _merged({}, self._joining)
         self._end_adding()
         self._vocabulary_filter()
 
@@ -275,7 +275,6 @@ class Matcher:
         self._beginnings = base._beginnings | {word[:_BEGINNING] for word in new_words}
         self._words = (*base._words, *new_words)
         self._fuzzy = base._fuzzy.extended(self._words, self._fuzzy_words, pause)
-        self._fuzzy_words |= base._fuzzy_words
         pause()
         new_patterns = _Patterns.of(self._rows)
         self._patterns = _Patterns(
@@ -311,7 +310,9 @@ class Matcher:
         self._phrasing: defaultdict[tuple[int, ...], list[int]] = defaultdict(list)
 
     def _end_adding(self) -> None:
+        # The fuzzy words are the fuzzy index's now (it skips those it has when extended).
         del self._first_pattern, self._rows, self._phrasing, self._joining, self._word_list
+        del self._fuzzy_words
 
     def _set_automata(self, keys: dict[str, list[tuple[int, int, bool]]]) -> None:
         # Two automata: pyahocorasick finds a node's child by a linear search, and
@@ -757,16 +758,7 @@ class Matcher:
             best = (
                 terms[0]
                 if len(terms) == 1
-                else min(
-                    terms,
-                    key=lambda h: (
-                        h.distance,
-                        h.flags.bit_count(),
-                        patterns.text[h.pattern],
-                        h.flags,
-                        h.joined,
-                    ),
-                )
+                else min(terms, key=lambda h: _rank(h, patterns.text[h.pattern]))
             )
             return self._make_match(term_list, best, patterns.text[best.pattern], None)
         members = [h for h in kept if kind[h.pattern] == _MEMBER]
@@ -797,8 +789,10 @@ class Matcher:
         )
 
 
-def _rank(hit: _Hit) -> tuple[int, int, int, bool]:
-    return hit.distance, hit.flags.bit_count(), hit.flags, hit.joined
+def _rank(hit: _Hit, term: str = "") -> tuple[int, int, str, int, bool]:
+    """Which of two hits is better (the smaller): the nearer reading, the fewer
+    transforms; then, for a definite order, the term and its transforms."""
+    return hit.distance, hit.flags.bit_count(), term, hit.flags, hit.joined
 
 
 def _matching_fields(term_list: TermList) -> tuple[object, ...]:
