@@ -526,8 +526,9 @@ def slower_share(cycles: list[LatencyCycle], bound: float) -> float:
 
 
 SPANS = (0.05, 0.5)
-"""Where a reload's slow requests fall: the first 50 ms (a child's start), the rest of
-the first half second (its build and the decode here), then the rest of the window."""
+"""Where a reload's slow requests fall: the first 50 ms (the warm process's parse),
+the rest of the first half second (the server's share, and a build when lists lost or
+changed terms), then the rest of the window."""
 
 
 def slower_by_span(

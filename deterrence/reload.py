@@ -408,7 +408,7 @@ class MatcherHolder:
             "term lists reloaded (%s): %d lists, %d terms (%s)",
             reason,
             len(lists),
-            sum(len(t.terms) for t in lists),
+            matcher.term_count,
             "built"
             if matcher.grown_by is None
             else f"{matcher.grown_by} added to those in service",
