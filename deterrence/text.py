@@ -393,6 +393,12 @@ def _edge_cuts(edge: int, limit: int, step: int) -> list[int]:
 _LEET_LOOKALIKE = Transform.LEET | Transform.LOOKALIKE
 
 
+def _offsets_in(offsets: list[int], first_char: int, reading: str) -> tuple[int, ...]:
+    """``offsets`` in a word's characters as offsets in the reading of those from
+    ``first_char`` on (its edge symbols cut), the ones that fall inside it."""
+    return tuple(o - first_char for o in offsets if 0 < o - first_char < len(reading))
+
+
 def _readings(word: _RawWord, latin: bool = False) -> Token | None:
     """The token of one word: its readings, the first one its text. Symbols at its
     edges are each a letter or punctuation (``$blix!``: ``blix``, ``sblixi``,
@@ -400,18 +406,18 @@ def _readings(word: _RawWord, latin: bool = False) -> Token | None:
     _read_word."""
     chars = word.chars
     if chars[0].kind != SYMBOL and chars[-1].kind != SYMBOL:
-        variants = [chars]
+        variants = [(0, chars)]
     else:
         start, end = _edge_bounds(chars)
         variants = [
-            chars[first:last]
+            (first, chars[first:last])
             for first in _edge_cuts(start, 0, -1)
             for last in _edge_cuts(end, len(chars), 1)
         ]
     readings: list[tuple[str, int]] = []
     inner: tuple[int, ...] = ()
     spaces: tuple[int, ...] = ()
-    for candidate in variants:
+    for first_char, candidate in variants:
         first = _read_word(candidate, word.flags, latin)
         found = [first, _latin_reading(candidate, word.flags)]
         if first is not None and not latin and first[1] & _LEET_LOOKALIKE == _LEET_LOOKALIKE:
@@ -419,13 +425,16 @@ def _readings(word: _RawWord, latin: bool = False) -> Token | None:
         for reading in found:
             if reading is None or not reading[0]:
                 continue
-            text, collapsed_inner = _collapse(reading[0], tuple(word.inner))
+            text, collapsed_inner = _collapse(
+                reading[0], _offsets_in(word.inner, first_char, reading[0])
+            )
             flags = reading[1] | (Transform.REPEATS if len(text) < len(reading[0]) else 0)
             if all(text != seen for seen, _ in readings):
                 if not readings:
                     inner = collapsed_inner
                     if word.spaces:
-                        spaces = _collapse(reading[0], tuple(word.spaces))[1]
+                        offsets = _offsets_in(word.spaces, first_char, reading[0])
+                        spaces = _collapse(reading[0], offsets)[1]
                 readings.append((text, flags))
     if not readings:
         return None

@@ -124,6 +124,14 @@ def test_a_run_keeps_how_it_reads_with_the_symbols_as_letters() -> None:
     assert tokenize("a b c")[0].pieces == ()
 
 
+def test_a_piece_with_symbols_cut_from_its_edge_keeps_where_whitespace_was() -> None:
+    """Found by the fuzzer: the piece ``!!1.o.r b`` reads without its first two
+    symbols, so whitespace at its fifth character is at the reading's third."""
+    (token,) = tokenize("!!1.o.r b l@")
+    assert token.text == "iorbl"
+    assert [(piece.text, piece.spaces) for piece in token.pieces] == [("iorb", (3,)), ("l", ())]
+
+
 def test_symbols_at_both_edges_are_each_a_letter_or_punctuation() -> None:
     (token,) = tokenize("$blix!")
     assert token.text == "blix"
