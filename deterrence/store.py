@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -152,6 +153,22 @@ class Store:
     def _initialise(self, conn: sqlite3.Connection) -> None:
         if self._initialised:
             return
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                self._create(conn)
+                break
+            except sqlite3.OperationalError as error:
+                # Processes that create the file at once can each hold a read lock and
+                # want to write: SQLite then answers one "locked" at once rather than
+                # wait in its busy handler, which would deadlock. It succeeds later.
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+        self._initialised = True
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
         # journal_mode is persistent in the file; switching needs no other writer.
         conn.execute("PRAGMA journal_mode = WAL")
         conn.executescript(_SCHEMA)
@@ -159,7 +176,6 @@ class Store:
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (SCHEMA_VERSION,),
         )
-        self._initialised = True
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

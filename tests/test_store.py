@@ -194,10 +194,11 @@ def test_retention_purges_old_buckets(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
+import time
 from pathlib import Path
 from deterrence.store import Store, encode_labels
 store = Store(Path(sys.argv[1]), busy_timeout=30)
-worker = sys.argv[2]
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all create the file at once
 for i in range(40):
     store.write({
         ("2026-11-01T12:00:00Z", "deterrence_requests_inspected_total",
@@ -207,20 +208,25 @@ for i in range(40):
     }, domain=[("deterrence_errors_total", encode_labels({"kind": "decode"}))])
 """
 
+WRITERS = 8
+
 
 def test_concurrent_writers_in_several_processes(tmp_path: Path) -> None:
+    """Eight processes create the file and write to it at once. Before the store
+    tried again, about one writer in fifty failed with "database is locked"."""
+    start = time.time() + 1.0
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(tmp_path), str(n)], stderr=subprocess.PIPE
+            [sys.executable, "-c", WRITER, str(tmp_path), str(start)], stderr=subprocess.PIPE
         )
-        for n in range(4)
+        for _ in range(WRITERS)
     ]
     for process in processes:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr.decode()
     store = Store(tmp_path)
-    assert total(store, INSPECTED) == 4 * 40
-    assert total(store, ERRORS, kind="decode") == 4 * 40 * 2
+    assert total(store, INSPECTED) == WRITERS * 40
+    assert total(store, ERRORS, kind="decode") == WRITERS * 40 * 2
     with closing(sqlite3.connect(store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
