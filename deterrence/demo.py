@@ -9,10 +9,10 @@ middleware, shows the ``warn`` banner and exposes the dashboard.
 from __future__ import annotations
 
 import html
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -55,7 +55,7 @@ class Book:
 
 
 def load_catalogue(path: Path = CATALOGUE) -> tuple[Book, ...]:
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data = tomli.loads(path.read_text(encoding="utf-8"))
     return tuple(
         Book(
             b["title"],

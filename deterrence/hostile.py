@@ -35,12 +35,13 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote_from_bytes, urlsplit
+
+import tomli
 
 Outcome = Literal["blocked", "rejected", "passed", "any"]
 OUTCOMES = ("blocked", "rejected", "passed", "any")
@@ -119,8 +120,8 @@ class CaseFile:
 
 def load_cases(path: Path) -> CaseFile:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomli.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomli.TOMLDecodeError) as exc:
         raise CaseError(f"{path}: {exc}") from exc
     unknown = set(data) - {"case", "secrets", "followup"}
     if unknown:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast, get_args, overload
+
+import tomli
 
 from deterrence.text import canonicalize
 
@@ -264,8 +265,8 @@ def _parse_txt(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
 
 def _parse_toml(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
         raise ListError([f"{path}: invalid TOML: {exc}"]) from exc
     checker = _Checker(path, text, problem_of)
     unknown = sorted(set(data) - _LIST_KEYS)

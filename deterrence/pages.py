@@ -26,7 +26,6 @@ import hashlib
 import json
 import re
 import secrets
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import jinja2
+import tomli
 from babel import Locale, UnknownLocaleError
 from babel.core import negotiate_locale
 from babel.lists import format_list
@@ -125,8 +125,8 @@ class Variant:
 def load_variants(path: Path) -> tuple[Variant, ...]:
     """Read a variants file; raise :class:`PagesError` naming the file on bad data."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomli.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomli.TOMLDecodeError) as exc:
         raise PagesError(f"{path}: {exc}") from exc
     unknown = set(data) - {"variants"}
     if unknown:
@@ -201,7 +201,7 @@ def extract_variants(
     same catalogs as the rest of the page."""
     text = fileobj.read().decode("utf-8")
     lines = text.splitlines()
-    for vid, table in tomllib.loads(text).get("variants", {}).items():
+    for vid, table in tomli.loads(text).get("variants", {}).items():
         for key in ("headline", "paragraphs"):
             value = table.get(key)
             for message in [value] if isinstance(value, str) else value or ():

@@ -13,7 +13,6 @@ operator's configured default country: no IP geolocation, nothing stored.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -22,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+import tomli
 from babel import Locale
 
 __all__ = [
@@ -138,8 +138,8 @@ class HelpDirectory:
         except (OSError, UnicodeDecodeError) as exc:
             raise ServicesError(f"{path}: cannot read help services: {exc}") from exc
         try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+            data = tomli.loads(text)
+        except tomli.TOMLDecodeError as exc:
             raise ServicesError(f"{path}: invalid TOML: {exc}") from exc
 
         unknown = sorted(set(data) - {"service"})
