@@ -33,7 +33,8 @@ _LIST_KEYS = {
 _TERM_KEYS = {"term", "fuzzy", "substring"}
 _RULE_KEYS = {"id", "all_of"}
 _TESTS_KEYS = {"match", "no_match"}
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_QUOTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+"""A double-quoted string, its loop unrolled: twice as fast as ``"(?:[^"\\]|\\.)*"``."""
 _ProblemOf = Callable[[str], str | None]  # what is wrong with a term, if anything
 
 
@@ -54,6 +55,10 @@ class Term(NamedTuple):
     line: int | None = None
 
 
+_Row = tuple[str, bool, bool, int | None]
+"""A term as a plain tuple: :class:`Term`'s fields."""
+
+
 class Terms(Sequence[Term]):
     """A list's terms, kept as plain tuples and handed out as :class:`Term`.
 
@@ -66,7 +71,15 @@ class Terms(Sequence[Term]):
     __slots__ = ("_rows",)
 
     def __init__(self, terms: Iterable[Term] = ()) -> None:
-        self._rows = tuple(tuple(term) for term in terms)
+        # An exact tuple of a Term's fields: what _Row says, which mypy cannot see.
+        self._rows = cast(tuple[_Row, ...], tuple(map(tuple, terms)))
+
+    @classmethod
+    def _of_rows(cls, rows: Iterable[_Row]) -> Terms:
+        """From plain tuples, as a parse makes them: no ``Term`` made and dropped."""
+        terms = cls.__new__(cls)
+        terms._rows = tuple(rows)
+        return terms
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -325,7 +338,8 @@ class _Checker:
     def __init__(self, path: Path, source: str, problem_of: _ProblemOf) -> None:
         self.path = path
         self.problem_of = problem_of
-        self.lines = source.splitlines()
+        # TOML's newline only: a term may hold U+2028, where splitlines() splits.
+        self.lines = source.split("\n")
         self.problems: list[str] = []
         self._quoted: dict[str, int] | None = None
 
@@ -393,14 +407,15 @@ class _Checker:
                     self.problem(f"allow phrase: {problem}", repr(entry)[1:-1] or key)
         return tuple(value)
 
-    def terms(self, value: Any, list_fuzzy: bool) -> tuple[Term, ...]:
+    def terms(self, value: Any, list_fuzzy: bool) -> Terms:
         if not isinstance(value, list):
             self.problem("terms must be a list", "terms =")
-            return ()
-        terms: list[Term] = []
+            return Terms()
+        rows: list[_Row] = []
+        quoted = self._quoted_lines()
         for entry in value:
             text: Any
-            if isinstance(entry, str):
+            if type(entry) is str:  # the usual term, first: a reload parses them all
                 text, fuzzy, substring = entry, list_fuzzy, False
             elif isinstance(entry, dict):
                 unknown = sorted(set(entry) - _TERM_KEYS)
@@ -418,11 +433,13 @@ class _Checker:
                 self.problem(f"a term must be a string or a table, not {entry!r}", "terms")
                 continue
             problem = self.problem_of(text)
-            line = self.line_of(f'"{text}"') or self.line_of(text or None)
+            line = (
+                quoted.get(f'"{text}"') or self.line_of(f'"{text}"') or self.line_of(text or None)
+            )
             if problem:
                 self.problem(problem, f'"{text}"' if text else '""')
-            terms.append(Term(text, fuzzy=fuzzy, substring=substring, line=line))
-        return tuple(terms)
+            rows.append((text, fuzzy, substring, line))
+        return Terms._of_rows(rows)
 
     def rules(self, value: Any) -> tuple[Rule, ...]:
         if not isinstance(value, list):

@@ -59,6 +59,14 @@ def test_a_text_list_takes_its_id_from_the_file_name(tmp_path: Path) -> None:
     assert [(t.text, t.line) for t in term_list.terms] == [("zorblax", 2), ("quendrific", 4)]
 
 
+def test_term_lines_count_toml_newlines_only(tmp_path: Path) -> None:
+    """TOML ends a line at LF (or CRLF) only: a term may hold U+2028, which
+    str.splitlines() also splits at, and that put every later term a line off."""
+    text = 'id = "a"\ncategory = "a"\nterms = [\n  "zorb\u2028lax",\r\n  "quendrific",\n]\n'
+    (term_list,) = load_lists([write(tmp_path, "a.toml", text)])
+    assert [(t.text, t.line) for t in term_list.terms] == [("zorb\u2028lax", 4), ("quendrific", 5)]
+
+
 def test_a_directory_loads_every_list_sorted_by_name(tmp_path: Path) -> None:
     write(tmp_path, "b.txt", "zorblax\n")
     write(tmp_path, "a.toml", GOOD)
