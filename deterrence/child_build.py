@@ -447,7 +447,7 @@ def zygote_main(fd: int, idle_seconds: float) -> None:
         what, names = json.loads(request)
         paths = [Path(name) for name in names]
         if what == "load":
-            status = _answer(parsed.load_lists, paths, answer, errors)
+            status = _answer(parsed.load_lists, paths, answer, errors, pieces.dump_whole)
             server.send(b"done %d" % status)
             continue
         child = os.fork()
@@ -465,10 +465,15 @@ def zygote_main(fd: int, idle_seconds: float) -> None:
 
 
 def _answer(
-    make: Callable[[list[Path]], object], paths: list[Path], answer: int, errors: int
+    make: Callable[[list[Path]], object],
+    paths: list[Path],
+    answer: int,
+    errors: int,
+    dump: Callable[[object, IO[bytes]], None] = pieces.dump,
 ) -> int:
-    """Write ``make(paths)`` (or the list problems it raised) to descriptor ``answer``, and
-    any other exception to ``errors``; close both. The exit status: 0 if answered."""
+    """Write ``make(paths)`` (or the list problems it raised) to descriptor ``answer``
+    with ``dump``, and any other exception to ``errors``; close both. The exit
+    status: 0 if answered."""
     with os.fdopen(answer, "wb") as out, os.fdopen(errors, "w") as log:
         try:
             outcome: tuple[str, object]
@@ -478,7 +483,7 @@ def _answer(
                 # ListError itself does not survive pickling (its args are the joined text).
                 outcome = ("error", exc.problems)
             out.write(_MAGIC)
-            pieces.dump(outcome, out)
+            dump(outcome, out)
         except BaseException:
             traceback.print_exc(file=log)
             return 1

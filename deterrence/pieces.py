@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     import asyncio  # the build child imports this module, and needs no event loop
 
-__all__ = ["PIECE_ITEMS", "dump", "hand_over", "hand_over_to", "load", "release"]
+__all__ = ["PIECE_ITEMS", "dump", "dump_whole", "hand_over", "hand_over_to", "load", "release"]
 
 PIECE_ITEMS = 2_000
 """Items per piece: about a millisecond of unpickling for the matcher's tables."""
@@ -130,6 +130,17 @@ class _Reader(pickle.Unpickler):
             else:
                 self.containers.append({} if kind == "dict" else set())
         return self.containers[number]
+
+
+def dump_whole(obj: object, file: IO[bytes]) -> None:
+    """What ``load`` reads as ``obj``, pickled whole: for an object without big
+    dicts, sets or objects of this package to read in pieces. The parsed lists
+    are that (a list's terms are one tuple), and ``dump``'s call of
+    ``persistent_id`` for each of their objects took 4.5 ms at 5,000 terms
+    against 1 ms for this, in the warm process at every reload."""
+    pickler = pickle.Pickler(file, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dump(obj)
+    pickler.dump(_END)
 
 
 def dump(obj: object, file: IO[bytes]) -> None:

@@ -11,7 +11,9 @@ from test_reload import invented_terms
 
 from deterrence import pieces
 from deterrence.collector import collector_paused
+from deterrence.lists import load_lists
 from deterrence.matcher import Matcher
+from deterrence.resources import KEYWORD_LISTS_DIR
 
 
 def _round_trip(obj: object) -> tuple[object, int]:
@@ -34,6 +36,17 @@ def test_big_containers_come_in_pieces_and_keep_their_order_and_sharing() -> Non
     assert loaded["a"] is loaded["b"][0]  # one object, however often it is referred to
     # Two containers of four pieces each, a pause before each piece and before the end.
     assert pauses == 4 + 4 + 1
+
+
+def test_an_object_dumped_whole_is_read_back_by_load_in_one_piece() -> None:
+    lists = load_lists([KEYWORD_LISTS_DIR])
+    file = io.BytesIO()
+    pieces.dump_whole(("ok", lists), file)
+    file.seek(0)
+    pauses: list[int] = []
+    assert pieces.load(file, lambda: pauses.append(1)) == ("ok", lists)
+    assert pauses == [1]  # the one pause, after the root
+    assert file.read() == b""  # read to the end
 
 
 def test_objects_shared_between_the_root_and_the_pieces_stay_one_object() -> None:
