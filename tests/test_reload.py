@@ -203,11 +203,12 @@ def test_a_retired_matcher_is_emptied_only_once_nothing_holds_it(
     assert holder.matcher.match("quintaflor") and holder.matcher.match(words[0])
 
 
-def test_a_reloaded_matcher_is_warmed_up_before_it_takes_traffic(
+def test_a_rebuilt_matcher_is_warmed_up_before_it_takes_traffic(
     lists_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Matcher.warm_up runs on the new matcher before the swap, pausing between
-    queries so that requests go on; the answers it leaves behind are right."""
+    """Matcher.warm_up runs on a newly built matcher before the swap, pausing between
+    queries so that requests go on; the answers it leaves behind are right. A grown
+    matcher (terms only added) is not warmed up."""
     holder = MatcherHolder(Settings(lists=[lists_dir], data_dir=tmp_path))
     pauses: list[int] = []
     seen_by_warm_up: list[object] = []
@@ -219,8 +220,13 @@ def test_a_reloaded_matcher_is_warmed_up_before_it_takes_traffic(
         warm_up(matcher, lambda: (pauses.append(1), pause())[1])
 
     monkeypatch.setattr(Matcher, "warm_up", watched)
-    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "tozzlewick"])
     assert holder.reload_blocking("test").result == "ok"
+    assert holder.matcher.grown_by == 1
+    assert seen_by_warm_up == []
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])  # one replaced
+    assert holder.reload_blocking("test").result == "ok"
+    assert holder.matcher.grown_by is None
     assert seen_by_warm_up == [holder.matcher]
     assert len(pauses) >= 9  # one per fixed query at least
     assert len(holder.matcher._word_memo) > 0  # its tables have been used
