@@ -29,7 +29,7 @@ scheduler's autogroups (Linux's default), each session shares the CPU equally
 whatever its processes' nice values, so a child in a session of its own would
 build at full weight beside the whole server (in bench.soak, request p99 43-56 ms
 in the seconds of a proxy's reload, against 8 ms at other times), while in the
-server's session its nice 19 and SCHED_IDLE yield to it. :meth:`ChildBuilder.close` kills the
+server's session its nice 19 yields to it. :meth:`ChildBuilder.close` kills the
 warm process and whatever is still building; so does the end of the server (the
 warm process reads end-of-file on its socket and exits).
 
@@ -82,7 +82,7 @@ IDLE_SECONDS = 600.0
 # The warm process imports this very package (whatever sys.path or the working
 # directory say), at the lowest priority: on a busy machine the cores go to answering
 # requests first (at nice 10 a build still took a tenth of a saturated core from
-# them), and a spare core builds at full speed anyway. zygote_main lowers it further.
+# them), and a spare core builds at full speed anyway.
 _ZYGOTE_CODE = (
     "import os, sys; os.nice(19); sys.path.insert(0, sys.argv[1]); "
     "from deterrence.child_build import zygote_main; "
@@ -430,7 +430,6 @@ def zygote_main(fd: int, idle_seconds: float) -> None:
     ``load`` itself: the lists, parsed again only where a file changed; a
     ``build``, in a forked child (which finds the lists parsed already). Exits at
     end-of-file (its server is gone) or after ``idle_seconds`` without a request."""
-    _below_every_other_process()
     gc.collect()
     gc.freeze()  # what the imports made stays put: the children copy fewer pages
     parsed = ParsedFiles()
@@ -463,16 +462,6 @@ def zygote_main(fd: int, idle_seconds: float) -> None:
         server.send(b"started %d" % child)
         _, status = os.waitpid(child, 0)
         server.send(b"exited %d" % os.waitstatus_to_exitcode(status))
-
-
-def _below_every_other_process() -> None:
-    """Linux's SCHED_IDLE, for this process and the children it forks: any other
-    process that wakes takes the CPU from it at once, where one at nice 19 could
-    wait for the slice the scheduler had given it. In bench.soak, requests made
-    slow in the first 40 ms after a list rewrite (while this process parses the
-    file): 8-10 % at nice 19, 2 % under SCHED_IDLE (docs/benchmarks.md)."""
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _answer(

@@ -224,21 +224,6 @@ def test_a_reload_that_adds_terms_forks_no_build(holder: MatcherHolder, lists_di
     assert holder.matcher.match("zorblax") is None and holder.build_fallbacks == 0
 
 
-def test_the_warm_process_runs_below_every_other_process(
-    holder: MatcherHolder, lists_dir: Path
-) -> None:
-    write_list(lists_dir / "alpha.toml", "alpha", ["mirvelwort"])  # a build: it forks
-    assert holder.reload_blocking("a term removed").result == "ok"
-    (warm,) = [
-        pid
-        for pid in process_children(os.getpid())
-        if b"zygote_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    assert os.sched_getscheduler(warm) == os.SCHED_IDLE
-    assert os.getpriority(os.PRIO_PROCESS, warm) == 19
-    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the server itself is left alone
-
-
 def test_a_reload_built_here_grows_the_matcher_too(
     holder: MatcherHolder, lists_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
