@@ -261,19 +261,19 @@ def _parse_txt(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
         problems.append(
             f"{path}: file name {list_id!r} is not a valid list id ([a-z0-9][a-z0-9_-]*)"
         )
-    terms: list[Term] = []
+    rows: list[_Row] = []
     for number, line in enumerate(text.splitlines(), start=1):
         entry = line.split("#", 1)[0].strip()
         if entry:
             problem = problem_of(entry)
             if problem:
                 problems.append(f"{path}:{number}: {problem}")
-            terms.append(Term(entry, fuzzy=True, line=number))
-    if not terms:
+            rows.append((entry, True, False, number))
+    if not rows:
         problems.append(f"{path}: list has no terms")
     if problems:
         raise ListError(problems)
-    return TermList(id=list_id, category=list_id, terms=tuple(terms), path=path)
+    return TermList(id=list_id, category=list_id, terms=Terms._of_rows(rows), path=path)
 
 
 def _parse_toml(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
@@ -433,6 +433,7 @@ class _Checker:
                 self.problem(f"a term must be a string or a table, not {entry!r}", "terms")
                 continue
             problem = self.problem_of(text)
+            # The index first, without a call: line_of looks there too, then scans.
             line = (
                 quoted.get(f'"{text}"') or self.line_of(f'"{text}"') or self.line_of(text or None)
             )
