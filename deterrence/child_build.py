@@ -149,10 +149,15 @@ class ChildBuilder:
         sends them here; when they are ``base``'s lists with terms added, the
         matcher is ``base.extended`` (a few milliseconds here), else a child builds
         it."""
-        lists = self._ask("load", files, pause)
-        if not isinstance(lists, tuple) or not all(isinstance(t, TermList) for t in lists):
-            raise BuildUnavailable(f"the build process sent {type(lists).__name__}, not lists")
-        grown = base.extended(lists, pause) if base is not None else None
+        # The collector waits until the lists have grown ``base``: they are mostly
+        # its lists again, and then share its rows (Terms.beyond), so their own
+        # die young, unless a young collection walked all of them first (5,000
+        # terms: 1-5 ms in one hold of the interpreter lock).
+        with collector_paused():
+            lists = self._ask("load", files, pause)
+            if not isinstance(lists, tuple) or not all(isinstance(t, TermList) for t in lists):
+                raise BuildUnavailable(f"the build process sent {type(lists).__name__}, not lists")
+            grown = base.extended(lists, pause) if base is not None else None
         if grown is not None:
             return grown
         matcher = self._ask("build", files, pause)
@@ -175,7 +180,7 @@ class ChildBuilder:
             answer.seek(0)
             if answer.read(len(_MAGIC)) != _MAGIC:
                 raise BuildUnavailable("the build process answered something else")
-            return _decode(answer, pause)
+            return _decode(answer, pause, in_pieces=what == "build")
 
     def _run(self, request: bytes, answer: IO[bytes], errors: IO[bytes]) -> int:
         """Have the warm process fork a child that answers into ``answer``; its exit
@@ -385,7 +390,9 @@ def build_here(files: Sequence[Path], base: Matcher | None = None) -> Matcher:
         return (base.extended(lists) if base is not None else None) or Matcher(lists)
 
 
-def _decode(answer: IO[bytes], pause: Callable[[], None]) -> object:
+def _decode(answer: IO[bytes], pause: Callable[[], None], *, in_pieces: bool) -> object:
+    """The object in ``answer``: written by ``pieces.dump`` when ``in_pieces`` (a
+    matcher), else by ``pieces.dump_whole`` (lists, which ``build`` collects)."""
     try:
         # At the usual switch interval: the pauses hand the lock over between
         # pieces, and a short interval would make this thread take it back from
@@ -393,7 +400,7 @@ def _decode(answer: IO[bytes], pause: Callable[[], None]) -> object:
         with collector_paused() as paused:
 
             def between_pieces() -> None:
-                if paused:
+                if paused and in_pieces:
                     # The piece's objects, while there are few of them: its
                     # tuples of strings stop being tracked, and the rest moves
                     # on, instead of one young generation of the whole matcher

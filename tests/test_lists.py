@@ -198,3 +198,20 @@ def test_terms_beyond_older_ones_are_the_added_ones_or_none() -> None:
     twice = Terms([*older, Term("zorblax", True)])
     assert twice.beyond(older) == [Term("zorblax", True)]
     assert older.beyond(twice) is None
+
+
+def test_terms_that_append_to_older_ones_keep_the_older_rows() -> None:
+    # A reload's freshly read rows die young instead of each being walked by the
+    # cycle collector (gc.collect() untracked the older ones, as a long-lived
+    # process's collections do).
+    older = Terms([Term("zorblax", True, line=1), Term("quendrific", False, line=2)])
+    gc.collect()
+    appended = Terms([Term("zorblax", True, line=1), Term("quendrific", False, line=2)])
+    appended = Terms([*appended, Term("mirvelwort", True, line=3)])
+    assert appended.beyond(older) == [Term("mirvelwort", True, line=3)]
+    assert all(new is old for new, old in zip(appended._rows, older._rows, strict=False))
+    assert list(appended) == [*older, Term("mirvelwort", True, line=3)]
+    assert not any(gc.is_tracked(row) for row in appended._rows[:2])
+    inserted = Terms([Term("mirvelwort", True), *older])
+    assert inserted.beyond(older) == [Term("mirvelwort", True)]
+    assert inserted._rows[1] is not older._rows[0]  # kept only when appended
