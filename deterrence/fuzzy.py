@@ -36,7 +36,7 @@ that the length difference and the edit allowance let it reach (group_shifts).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import cache
 from itertools import pairwise, product
 from operator import itemgetter
@@ -227,33 +227,44 @@ class FuzzyIndex:
         self.__setstate__((self._ids, self._tables))
 
     def extended(
-        self, words: Sequence[str], word_ids: Iterable[int], pause: Callable[[], None]
+        self,
+        words: Sequence[str],
+        word_ids: Iterable[int],
+        pause: Callable[[], None],
+        settle: Callable[[], None] = lambda: None,
     ) -> FuzzyIndex:
-        """This index with the words of ``word_ids`` added, as a new index: its tables
-        are copies (a reload frees the old ones; ``pause()`` after each), the words and
-        postings shared."""
+        """This index with the words of ``word_ids`` added, as a new index: the
+        tables they add to are copies (a reload frees the old ones; ``pause()``
+        after each), the other tables, the words and the postings shared. A word
+        adds to a few of the tables: copying all of them cost CPU, and every copy
+        was one more big dict for the cycle collector's next young collections
+        to walk. ``settle()`` runs once the new postings exist, before they go
+        into the copies (deterrence.collector.young_collection)."""
         ids = dict(self._ids)
-        tables: dict[Table, dict[Key, Posting]] = {}
-        for table, keys in self._tables.items():
-            tables[table] = dict(keys)
-            pause()
+        additions: dict[Table, dict[Key, Posting]] = {}
         for word_id in sorted(set(word_ids)):
             word = words[word_id]
             if allowance(len(word)) == 0 or word in ids:
                 continue
             ids[word] = word_id
             for table, key in _word_keys(word):
-                keys = tables.setdefault(table, {})
-                found = keys.get(key)
-                keys[key] = (
+                added = additions.setdefault(table, {})
+                found = added.get(key) or self._tables.get(table, {}).get(key)
+                added[key] = (
                     word
                     if found is None
                     else (*found, word)
                     if isinstance(found, tuple)
                     else (found, word)
                 )
+        settle()
+        tables = dict(self._tables)
+        for table, added in additions.items():
+            keys = tables[table] = dict(tables.get(table, {}))
+            keys.update(added)
+            pause()
         grown = FuzzyIndex.__new__(FuzzyIndex)
-        grown.__setstate__((ids, tables))
+        grown._set_tables(ids, tables, self._plans, changed=additions.keys())
         return grown
 
     def __len__(self) -> int:
@@ -265,9 +276,27 @@ class FuzzyIndex:
         return self._ids, self._tables
 
     def __setstate__(self, state: tuple[dict[str, int], dict[Table, dict[Key, Posting]]]) -> None:
-        self._ids, self._tables = state
-        self._deletions = self._tables.get(DELETIONS)
-        self._plans = {n: self._compute_plan(n) for n in range(4, 48)}
+        self._set_tables(*state)
+
+    def _set_tables(
+        self,
+        ids: dict[str, int],
+        tables: dict[Table, dict[Key, Posting]],
+        plans: dict[int, tuple[Probe, ...]] | None = None,
+        changed: Collection[Table] = (),
+    ) -> None:
+        """With ``plans`` (another index's), those that look up none of the
+        ``changed`` tables are shared: a plan is a dozen bound methods and tuples,
+        which a reload would otherwise add to the cycle collector's oldest
+        generation by the hundred, and so hasten its next full collection."""
+        self._ids, self._tables = ids, tables
+        self._deletions = tables.get(DELETIONS)
+        self._plans = {}
+        for length in range(4, 48):
+            plan = None if plans is None else plans.get(length)
+            if plan is None or any(group in changed for group, _ in _plan_layout(length)):
+                plan = self._compute_plan(length)
+            self._plans[length] = plan
 
     def _compute_plan(self, length: int) -> tuple[Probe, ...]:
         """The part probes for a query word of this length (deletions aside)."""

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import ahocorasick
 
-from deterrence.collector import collector_paused
+from deterrence.collector import collector_paused, young_collection
 from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, Terms, load_lists
 from deterrence.memo import DEFAULT_SIZE, UNSEEN, Memo, Unseen
@@ -233,8 +233,8 @@ class Matcher:
                 return None
             added.append(terms)
         grown = Matcher.__new__(Matcher)
-        with collector_paused():
-            grown._grow(self, lists, added, pause)
+        with collector_paused() as paused:
+            grown._grow(self, lists, added, pause, young_collection(paused))
         return grown
 
     def _grow(
@@ -243,8 +243,11 @@ class Matcher:
         lists: Sequence[TermList],
         added: list[list[Term]],
         pause: Callable[[], None],
+        settle: Callable[[], None],
     ) -> None:
-        """_build, for ``base``'s lists with ``added`` terms (in each list's order)."""
+        """_build, for ``base``'s lists with ``added`` terms (in each list's order).
+        ``settle()`` runs where the new keys exist and the copies of ``base``'s big
+        dicts that they go into do not yet (deterrence.collector.young_collection)."""
         self.lists = tuple(lists)
         self.grown_by = sum(map(len, added))
         self._query_memo = Memo(base.memo_size)
@@ -272,19 +275,24 @@ class Matcher:
             self._inside_words, self._no_space_words = base._inside_words, base._no_space_words
         new_words = self._word_list[len(base._words) :]
         self._longest_word = max(base._longest_word, *map(len, new_words), 0)
-        self._beginnings = base._beginnings | {word[:_BEGINNING] for word in new_words}
+        beginnings = {word[:_BEGINNING] for word in new_words} - base._beginnings
+        self._beginnings = base._beginnings | beginnings if beginnings else base._beginnings
         self._words = (*base._words, *new_words)
-        self._fuzzy = base._fuzzy.extended(self._words, self._fuzzy_words, pause)
+        self._fuzzy = base._fuzzy.extended(self._words, self._fuzzy_words, pause, settle)
         pause()
+        self._phrases = _merged(base._phrases, self._phrasing, settle)
+        self._joined = _merged(base._joined, self._joining, settle)
         new_patterns = _Patterns.of(self._rows)
-        self._patterns = _Patterns(
-            *(
-                getattr(base._patterns, column.name) + getattr(new_patterns, column.name)
-                for column in fields(_Patterns)
-            )
-        )
-        self._phrases = _merged(base._phrases, self._phrasing)
-        self._joined = _merged(base._joined, self._joining)
+        columns: list[tuple[Any, ...]] = []
+        for column in fields(_Patterns):
+            name = column.name
+            columns.append(getattr(base._patterns, name) + getattr(new_patterns, name))
+            # Each new column is a tuple as long as the lists: walked by a young
+            # collection once, then no more; one at a time, they leave no
+            # collection of all of them (5,000 terms: ~1 ms) to the requests.
+            settle()
+            pause()
+        self._patterns = _Patterns(*columns)
         self._end_adding()
         pause()
         self._word_filter = base._vocabulary_filter()
@@ -802,11 +810,18 @@ def _matching_fields(term_list: TermList) -> tuple[object, ...]:
 
 
 def _merged(
-    old: dict[_K, tuple[int, ...]], new: Mapping[_K, list[int]]
+    old: dict[_K, tuple[int, ...]],
+    new: Mapping[_K, list[int]],
+    settle: Callable[[], None] = lambda: None,
 ) -> dict[_K, tuple[int, ...]]:
+    """``old`` with ``new``'s values added to its own; ``settle()`` between making
+    the new entries and copying ``old`` (see Matcher._grow)."""
+    if not new:
+        return old  # shared: a copy would be one more big container to collect
+    entries = {key: (*old.get(key, ()), *found) for key, found in new.items()}
+    settle()
     merged = dict(old)
-    for key, found in new.items():
-        merged[key] = (*merged.get(key, ()), *found)
+    merged.update(entries)
     return merged
 
 
