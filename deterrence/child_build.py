@@ -149,23 +149,27 @@ class ChildBuilder:
         sends them here; when they are ``base``'s lists with terms added, the
         matcher is ``base.extended`` (a few milliseconds here), else a child builds
         it."""
-        # The collector waits until the lists have grown ``base``: they are mostly
-        # its lists again, and then share its rows (Terms.beyond), so their own
-        # die young, unless a young collection walked all of them first (5,000
-        # terms: 1-5 ms in one hold of the interpreter lock).
-        with collector_paused():
-            lists = self._ask("load", files, pause)
+        # Read with the collector paused until the lists have grown ``base``: they
+        # are mostly its lists again, and then share its rows (Terms.beyond), so
+        # their own die young, unless a young collection walked all of them first
+        # (5,000 terms: 1-5 ms in one hold of the interpreter lock). Not while the
+        # warm process parses: that may take long, and is no reason to pause it.
+        with self._answer("load", files) as answer, collector_paused():
+            lists = _decode(answer, pause, in_pieces=False)
             if not isinstance(lists, tuple) or not all(isinstance(t, TermList) for t in lists):
                 raise BuildUnavailable(f"the build process sent {type(lists).__name__}, not lists")
             grown = base.extended(lists, pause) if base is not None else None
         if grown is not None:
             return grown
-        matcher = self._ask("build", files, pause)
+        with self._answer("build", files) as answer:
+            matcher = _decode(answer, pause, in_pieces=True)
         if not isinstance(matcher, Matcher):
             raise BuildUnavailable(f"the build process sent {type(matcher).__name__}")
         return matcher
 
-    def _ask(self, what: str, files: Sequence[Path], pause: Callable[[], None]) -> object:
+    @contextlib.contextmanager
+    def _answer(self, what: str, files: Sequence[Path]) -> Iterator[IO[bytes]]:
+        """The warm process's answer to ``what`` for ``files``, past its magic."""
         request = json.dumps([what, [str(f) for f in files]]).encode()
         # The answer goes to a file, read a frame at a time: no pipe chunks to join,
         # and no copy of it on this process's heap (whose pages the allocator would keep).
@@ -180,7 +184,7 @@ class ChildBuilder:
             answer.seek(0)
             if answer.read(len(_MAGIC)) != _MAGIC:
                 raise BuildUnavailable("the build process answered something else")
-            return _decode(answer, pause, in_pieces=what == "build")
+            yield answer
 
     def _run(self, request: bytes, answer: IO[bytes], errors: IO[bytes]) -> int:
         """Have the warm process fork a child that answers into ``answer``; its exit
@@ -392,7 +396,10 @@ def build_here(files: Sequence[Path], base: Matcher | None = None) -> Matcher:
 
 def _decode(answer: IO[bytes], pause: Callable[[], None], *, in_pieces: bool) -> object:
     """The object in ``answer``: written by ``pieces.dump`` when ``in_pieces`` (a
-    matcher), else by ``pieces.dump_whole`` (lists, which ``build`` collects)."""
+    matcher: a young collection after each piece), else by ``pieces.dump_whole``
+    (lists: none here, see ``ChildBuilder.build``). Raises ListError for the
+    warm process's answer that a list is broken, BuildUnavailable for anything
+    unreadable."""
     try:
         # At the usual switch interval: the pauses hand the lock over between
         # pieces, and a short interval would make this thread take it back from

@@ -261,7 +261,7 @@ class FuzzyIndex:
         tables = dict(self._tables)
         for table, added in additions.items():
             keys = tables[table] = dict(tables.get(table, {}))
-            keys.update(added)
+            keys.update(added.items())  # item by item: an empty dict would clone tracking
             pause()
         grown = FuzzyIndex.__new__(FuzzyIndex)
         grown._set_tables(ids, tables, self._plans, changed=additions.keys())

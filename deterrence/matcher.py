@@ -821,7 +821,7 @@ def _merged(
     entries = {key: (*old.get(key, ()), *found) for key, found in new.items()}
     settle()
     merged = dict(old)
-    merged.update(entries)
+    merged.update(entries.items())  # item by item: an empty dict would clone tracking
     return merged
 
 
