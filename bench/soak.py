@@ -23,13 +23,16 @@ time, latency (to the kernel's receive timestamp of the answer) and answer — w
 innocent search passed and a matching one blocked, and is the newest term blocked
 yet — so latency right after reloads can be told from latency elsewhere. Together
 they make about 1,000 requests a second. ``/metrics`` is read every half second, so
-the matcher's own histogram can be split the same way.
+the matcher's own histogram can be split the same way. The server runs under
+bench.gc_trace, which logs how long each of its cycle collections took: one holds
+the interpreter lock throughout, and a reload's new objects make some longer.
 
 Reported per target: requests and errors (socket errors, non-2xx, wrong answers: all
 must be 0), reloads counted ok/error, the time from a rewrite until the new term is
 blocked, RSS of the server(s) at start, after the first reload, half-way and at the
 end, p50/p99 latency overall (wrk) and of the probe inside the ``--window`` seconds
-after each rewrite versus outside, and the p99 of ``deterrence_match_duration_seconds``
+after each rewrite versus outside, the server's collections of 1 ms or more per
+minute, inside and outside, and the p99 of ``deterrence_match_duration_seconds``
 over the whole run. Last, the reload spike tests against DESIGN §7's p99 target
 (bench/spike.py): the p99 a reload adds to requests, and the share of matches over
 250 µs after reloads, each with a 95 % interval from resampling whole reload cycles.
@@ -64,6 +67,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from bench import gc_trace
 from bench.matcher import make_workload, term_line, write_list_lines
 from bench.middleware import free_port
 from bench.probe import Probe, Query, Sample, run_probe
@@ -82,6 +86,7 @@ from bench.spike import (
     percentile,
     pooled,
     request_spike,
+    since_rewrite,
 )
 from deterrence.metrics import MATCH_DURATION
 
@@ -220,6 +225,8 @@ class Target:
     lines: list[str]
     """The list's terms, formatted (``term_line``); the rewrites add more."""
     admin: bool
+    collections_log: Path
+    """Where the server (not the proxy's site) logs its collections (bench.gc_trace)."""
 
 
 @dataclass
@@ -248,6 +255,10 @@ class Report:
     """(when, the match-duration histogram then), every SCRAPE_EVERY seconds."""
     probe_stalls: list[float] = field(default_factory=list)
     """How late the probe client sent, when over a millisecond (s): its own stalls."""
+    period: tuple[float, float] = (0.0, 0.0)
+    """When the load and the rewrites ran (time.monotonic())."""
+    collections: list[gc_trace.Collection] = field(default_factory=list)
+    """The server's cycle collections during the run."""
 
     def samples(self) -> list[tuple[float, float]]:
         """The probe's (sent at, latency) pairs."""
@@ -260,6 +271,8 @@ class Report:
             "samples": self.samples(),
             "rewrites": self.rewrites,
             "matcher_scrapes": self.matcher_scrapes,
+            "period": self.period,
+            "collections": self.collections,
         }
 
 
@@ -457,10 +470,15 @@ async def soak(target: Target, args: argparse.Namespace, workload: Workload) -> 
     report.rss_start = {name: rss_mb(pid) for name, pid in target.pids.items()}
     connections = max(4, round(args.probe_rate / 25))  # each one mostly idle, as a visitor
     prober = ProbeProcess(target.port, args.seconds, args.probe_rate, connections, workload.queries)
+    started = time.monotonic()
     try:
         await _measure(target, report, prober, args, workload)
     finally:
         prober.close()
+    report.period = (started, time.monotonic())
+    report.collections = [
+        c for c in gc_trace.read(target.collections_log) if started <= c[0] <= report.period[1]
+    ]
     await asyncio.sleep(1.5)  # let the last reload finish before counting
     report.rss_end = {name: rss_mb(pid) for name, pid in target.pids.items()}
     metrics = await asyncio.to_thread(scrape, target.port)
@@ -480,10 +498,12 @@ def middleware_target(tmp: Path, list_file: Path, lines: list[str]) -> Iterator[
         "DETERRENCE_RELOAD_POLL_SECONDS": "0.5",
         "DETERRENCE_LISTS": f'["{REPO / "keyword_lists"}", "{list_file}"]',
     }
-    command = [sys.executable, "-m", "deterrence", "demo", "--port", str(port), "--no-access-log"]
+    log = tmp / "demo-collections.log"
+    command = [sys.executable, "-m", "bench.gc_trace", str(log), "deterrence", "demo"]
+    command += ["--port", str(port), "--no-access-log"]
     with started(command, port, env) as pid:
         pids = {"demo": pid}
-        yield Target("middleware (demo, polling)", port, pids, list_file, lines, admin=False)
+        yield Target("middleware (demo, polling)", port, pids, list_file, lines, False, log)
 
 
 @contextlib.contextmanager
@@ -496,14 +516,16 @@ def proxy_target(tmp: Path, list_file: Path, lines: list[str]) -> Iterator[Targe
         "DETERRENCE_ADMIN_TOKEN": ADMIN_TOKEN,
         "DETERRENCE_LISTS": f'["{REPO / "keyword_lists"}", "{list_file}"]',
     }
-    command = [sys.executable, "-m", "deterrence", "proxy", "--port", str(port)]
-    command += ["--upstream", f"http://127.0.0.1:{site_port}", "--no-access-log"]
+    log = tmp / "proxy-collections.log"
+    command = [sys.executable, "-m", "bench.gc_trace", str(log), "deterrence", "proxy"]
+    command += ["--port", str(port), "--upstream", f"http://127.0.0.1:{site_port}"]
+    command += ["--no-access-log"]
     with (
         started(site, site_port, {"BENCH_MIDDLEWARE": "0", "BENCH_APP": "json"}) as site_pid,
         started(command, port, env) as pid,
     ):
         pids = {"proxy": pid, "site": site_pid}
-        yield Target("proxy (admin endpoint)", port, pids, list_file, lines, admin=True)
+        yield Target("proxy (admin endpoint)", port, pids, list_file, lines, True, log)
 
 
 # --- reporting ----------------------------------------------------------------------------
@@ -540,6 +562,46 @@ def slower_by_span(
         (sum(seconds > bound for seconds in phase), len(phase))
         for phase in by_phase(samples, rewrites, [*SPANS, window])
     ]
+
+
+def collections_by_window(
+    collections: Sequence[gc_trace.Collection],
+    rewrites: Sequence[float],
+    period: tuple[float, float],
+    window: float,
+    at_least: float = 1e-3,
+) -> tuple[float, float]:
+    """Collections that took ``at_least`` seconds or more, per minute: those that
+    ended within ``window`` seconds after a rewrite, and at other times."""
+    start, end = period
+    inside_seconds = sum(
+        max(0.0, min(at + window, following, end) - at)
+        for at, following in zip(rewrites, [*rewrites[1:], end], strict=True)
+    )
+    outside_seconds = (end - start) - inside_seconds
+    inside = outside = 0
+    for ended, _, seconds in collections:
+        if seconds < at_least:
+            continue
+        cycle, since = since_rewrite(ended, rewrites)
+        if cycle and since <= window:
+            inside += 1
+        else:
+            outside += 1
+    return (
+        60 * inside / inside_seconds if inside_seconds > 0 else float("nan"),
+        60 * outside / outside_seconds if outside_seconds > 0 else float("nan"),
+    )
+
+
+def collections_text(report: Report, window: float) -> str:
+    if not report.collections:
+        return "—"
+    inside, outside = collections_by_window(
+        report.collections, report.rewrites, report.period, window
+    )
+    longest = max(seconds for _, _, seconds in report.collections)
+    return f"{inside:.1f} / {outside:.1f} (longest {longest * 1e3:.1f} ms)"
 
 
 def request_spike_text(interval: Interval, verdict: str) -> str:
@@ -660,6 +722,11 @@ def print_report(reports: list[Report], args: argparse.Namespace) -> None:
         f"**reload spike, requests**: p99 ≤ {args.window:g} s after a rewrite minus other"
         f" times' (95 % interval; bound {P99_TARGET * 1e3:g} ms)",
         [request_spike_text(*request_spike(c)) for c in cycles],
+    )
+    row(
+        f"the server's cycle collections of 1 ms or more, per minute: ≤ {args.window:g} s"
+        " after a rewrite / other times",
+        [collections_text(r, args.window) for r in reports],
     )
     row("matcher p99 (histogram bucket), whole run", [r.matcher_p99 for r in reports])
     matches = [match_cycles(r.matcher_scrapes, r.rewrites, args.window) for r in reports]

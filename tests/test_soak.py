@@ -3,7 +3,9 @@ while the lists are rewritten, with every answer checked and nothing failing."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from bench_support import run_bench
@@ -44,6 +46,10 @@ def test_a_short_soak_has_no_errors_and_every_reload_lands() -> None:
         # only right after reloads: both sides of the split hold many observations.
         inside, outside = (int(n.replace(",", "")) for n in found.groups()[:2])
         assert inside > 1000 and outside > 1000, cell
+    # The servers ran under bench.gc_trace: their collections were logged.
+    label = next(label for label in rows if label.startswith("the server's cycle collections"))
+    for cell in rows[label]:
+        assert re.fullmatch(r"[\d.]+ / [\d.]+ \(longest [\d.]+ ms\)", cell), cell
     # The probe client reports how late it sent: its own stalls, which the kernel's
     # receive timestamps keep out of the latencies.
     for cell in rows["probe client's own stalls over 1 ms (count / longest)"]:
@@ -66,3 +72,41 @@ def test_slow_requests_are_told_apart_by_when_they_fall_after_a_rewrite() -> Non
         (12.5, 0.009),  # past the window: counted nowhere
     ]
     assert slower_by_span(samples, rewrites, 2.0, 0.005) == [(1, 2), (1, 3), (1, 2)]
+
+
+def test_collections_are_counted_per_minute_inside_and_outside_the_windows() -> None:
+    from bench.soak import collections_by_window
+
+    rewrites = [10.0, 20.0]
+    collections = [
+        (5.0, 2, 0.020),  # before the first rewrite: other times
+        (10.5, 0, 0.002),  # within 2 s of the first rewrite
+        (11.0, 1, 0.0005),  # too short to count
+        (15.0, 1, 0.003),  # other times
+        (21.9, 0, 0.001),  # within 2 s of the second
+    ]
+    inside, outside = collections_by_window(collections, rewrites, (0.0, 30.0), 2.0)
+    assert inside == 60 * 2 / 4.0  # two in 2 s + 2 s
+    assert outside == 60 * 2 / 26.0
+
+
+def test_gc_trace_logs_each_collection_of_the_module_it_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from bench import gc_trace
+
+    module = tmp_path / "collects.py"
+    module.write_text("import gc\nfor generation in (0, 1, 2):\n    gc.collect(generation)\n")
+    log = tmp_path / "collections.log"
+    subprocess.run(
+        [sys.executable, "-m", "bench.gc_trace", str(log), "collects"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        check=True,
+        timeout=60,
+    )
+    found = gc_trace.read(log)
+    generations = "".join(str(generation) for _, generation, _ in found)
+    assert "012" in generations  # the module's three (and the interpreter's own at exit)
+    assert all(seconds >= 0 for _, _, seconds in found)
