@@ -36,7 +36,7 @@ that the length difference and the edit allowance let it reach (group_shifts).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cache
 from itertools import pairwise, product
 from operator import itemgetter
@@ -61,7 +61,9 @@ Key = str | tuple[str, str]
 """A deletion or a third, or the two quarters of a pair (a tuple, so that a
 probe cuts its key with one C call; the index shares their strings)."""
 Posting = str | tuple[str, ...]
-Probe = tuple[Callable[[Key], Posting | None], Callable[[str], Key]]
+Cut = Callable[[str], Key]
+"""What cuts a key out of a query word."""
+Probe = tuple[Callable[[Key], Posting | None], Cut]
 """A group table's lookup, and what cuts its key out of the query word."""
 
 
@@ -264,7 +266,7 @@ class FuzzyIndex:
             keys.update(added.items())  # item by item: an empty dict would clone tracking
             pause()
         grown = FuzzyIndex.__new__(FuzzyIndex)
-        grown._set_tables(ids, tables, self._plans, changed=additions.keys())
+        grown._set_tables(ids, tables, self, changed=additions.keys())
         return grown
 
     def __len__(self) -> int:
@@ -282,27 +284,40 @@ class FuzzyIndex:
         self,
         ids: dict[str, int],
         tables: dict[Table, dict[Key, Posting]],
-        plans: dict[int, tuple[Probe, ...]] | None = None,
+        base: FuzzyIndex | None = None,
         changed: Collection[Table] = (),
     ) -> None:
-        """With ``plans`` (another index's), those that look up none of the
-        ``changed`` tables are shared: a plan is a dozen bound methods and tuples,
-        which a reload would otherwise add to the cycle collector's oldest
-        generation by the hundred, and so hasten its next full collection."""
+        """With ``base`` (the index this one grew from), its probes of the tables
+        not ``changed`` are shared, and so are its whole plans that read none of
+        those: a probe is a bound method in a tuple, which a reload would otherwise
+        leave by the hundred for the cycle collector's oldest generation, and so
+        hasten its next full collection."""
         self._ids, self._tables = ids, tables
         self._deletions = tables.get(DELETIONS)
         self._plans = {}
         for length in range(4, 48):
-            plan = None if plans is None else plans.get(length)
-            if plan is None or any(group in changed for group, _ in _plan_layout(length)):
-                plan = self._compute_plan(length)
-            self._plans[length] = plan
+            layout = _plan_layout(length)
+            if base is None:
+                self._plans[length] = self._compute_plan(length)
+            elif not any(group in changed for group, _ in layout):
+                self._plans[length] = base._plans[length]
+            else:  # base's plan has a probe for each place whose table it had
+                places = [place for place in layout if place[0] in base._tables]
+                shared = {
+                    place: probe
+                    for place, probe in zip(places, base._plans[length], strict=True)
+                    if place[0] not in changed
+                }
+                self._plans[length] = self._compute_plan(length, shared)
 
-    def _compute_plan(self, length: int) -> tuple[Probe, ...]:
-        """The part probes for a query word of this length (deletions aside)."""
+    def _compute_plan(
+        self, length: int, shared: Mapping[tuple[Group, Cut], Probe] | None = None
+    ) -> tuple[Probe, ...]:
+        """The part probes for a query word of this length (deletions aside);
+        those of ``shared`` as they are."""
         tables = self._tables
         return tuple(
-            (table.get, cut)
+            (shared and shared.get((group, cut))) or (table.get, cut)
             for group, cut in _plan_layout(length)
             if (table := tables.get(group)) is not None
         )

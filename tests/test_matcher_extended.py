@@ -143,6 +143,15 @@ def test_a_grown_matcher_shares_what_the_added_terms_leave_and_pickles() -> None
     shared = [name for name, table in tables.items() if table is base._fuzzy._tables.get(name)]
     assert shared and len(shared) < len(tables)
     assert grown._fuzzy._deletions is base._fuzzy._deletions
+    # Lookup plans: whole where they read no copied table, else probe by probe.
+    plans, base_plans = grown._fuzzy._plans, base._fuzzy._plans
+    assert any(plans[n] is base_plans[n] for n in plans)
+    redone = [n for n in plans if plans[n] is not base_plans[n]]
+    assert redone
+    for n in redone:
+        for probe in plans[n]:
+            reads_a_shared_table = any(probe[0] == tables[name].get for name in shared)
+            assert any(probe is old for old in base_plans[n]) == reads_a_shared_table
     queries = ["zorblaks", "quendrifc", "tozzlewik", "skelvat vornsh", "glimerdusk", "kitten"]
     expected = [Matcher([new]).match(q) for q in queries]
     assert [grown.match(q) for q in queries] == expected
