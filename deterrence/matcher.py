@@ -205,8 +205,8 @@ class Matcher:
         # Freeze what was built: plain dicts of tuples never insert on lookup, and
         # tuples of ints are not tracked by the cycle collector (see _Patterns).
         self._patterns = _Patterns.of(self._rows)
-        self._phrases = _new_entries({}, self._phrasing)
-        self._joined = _new_entries({}, self._joining)
+        self._phrases = _merged({}, self._phrasing)
+        self._joined = _merged({}, self._joining)
         self._end_adding()
         self._vocabulary_filter()
 
@@ -278,26 +278,20 @@ class Matcher:
         beginnings = {word[:_BEGINNING] for word in new_words} - base._beginnings
         self._beginnings = base._beginnings | beginnings if beginnings else base._beginnings
         self._words = (*base._words, *new_words)
-        # Every new tuple as long as the lists, and every new entry of a big dict,
-        # is made before the two young collections of ``settle()`` (the second in
-        # FuzzyIndex.extended) untrack them, and only then go the entries into
-        # copies of the dicts. More collections would walk less each, but each one
-        # counts towards the next collection of generation 1, and ten of those
-        # make a full one: with one per new column, every reload set one off, and
-        # every tenth a full collection (5-14 ms in bench.soak's servers).
-        new_patterns = _Patterns.of(self._rows)
-        columns = [
-            getattr(base._patterns, column.name) + getattr(new_patterns, column.name)
-            for column in fields(_Patterns)
-        ]
-        phrases = _new_entries(base._phrases, self._phrasing)
-        joined = _new_entries(base._joined, self._joining)
-        settle()  # 5,000 terms: 0.5 ms, mostly the columns
-        pause()
         self._fuzzy = base._fuzzy.extended(self._words, self._fuzzy_words, pause, settle)
         pause()
-        self._phrases = _with_entries(base._phrases, phrases)
-        self._joined = _with_entries(base._joined, joined)
+        self._phrases = _merged(base._phrases, self._phrasing, settle)
+        self._joined = _merged(base._joined, self._joining, settle)
+        new_patterns = _Patterns.of(self._rows)
+        columns: list[tuple[Any, ...]] = []
+        for column in fields(_Patterns):
+            name = column.name
+            columns.append(getattr(base._patterns, name) + getattr(new_patterns, name))
+            # Each new column is a tuple as long as the lists: walked by a young
+            # collection once, then no more; one at a time, they leave no
+            # collection of all of them (5,000 terms: ~1 ms) to the requests.
+            settle()
+            pause()
         self._patterns = _Patterns(*columns)
         self._end_adding()
         pause()
@@ -815,19 +809,17 @@ def _matching_fields(term_list: TermList) -> tuple[object, ...]:
     return (t.id, t.category, t.action, t.fuzzy, t.allow, t.rules)
 
 
-def _new_entries(
-    old: dict[_K, tuple[int, ...]], new: Mapping[_K, list[int]]
+def _merged(
+    old: dict[_K, tuple[int, ...]],
+    new: Mapping[_K, list[int]],
+    settle: Callable[[], None] = lambda: None,
 ) -> dict[_K, tuple[int, ...]]:
-    """The entries of ``old`` that ``new`` adds values to, with them."""
-    return {key: (*old.get(key, ()), *found) for key, found in new.items()}
-
-
-def _with_entries(
-    old: dict[_K, tuple[int, ...]], entries: dict[_K, tuple[int, ...]]
-) -> dict[_K, tuple[int, ...]]:
-    """A copy of ``old`` with ``entries``; ``old`` itself when there are none."""
-    if not entries:
+    """``old`` with ``new``'s values added to its own; ``settle()`` between making
+    the new entries and copying ``old`` (see Matcher._grow)."""
+    if not new:
         return old  # shared: a copy would be one more big container to collect
+    entries = {key: (*old.get(key, ()), *found) for key, found in new.items()}
+    settle()
     merged = dict(old)
     merged.update(entries.items())  # item by item: an empty dict would clone tracking
     return merged
