@@ -13,12 +13,18 @@ string's), never the text: the memo keeps no query in
 memory after its request (DESIGN §6). The string hash is keyed per process
 (SipHash, 64 bits); two different texts sharing one while both are in the memo
 is a chance of about ``entries / 2**64`` per lookup.
+
+A memo can keep its answers packed (``pack`` and ``unpack``): as bytes, not as
+the objects they are. A dict of ints and bytes is never tracked by the cycle
+collector, while each answer kept as objects (a ``Match``: three of them) is,
+as long as the memo keeps it. Under bench.soak's load, those answers were most
+of what the collector walked, in the collections that a reload sets off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 Value = TypeVar("Value")
 
@@ -34,28 +40,41 @@ UNSEEN = Unseen()
 
 
 class Memo(Generic[Value]):
-    """Results for up to ``2 * size`` recent texts (``size`` 0 disables it)."""
+    """Results for up to ``2 * size`` recent texts (``size`` 0 disables it),
+    each other than None kept as ``pack(value)`` and answered as
+    ``unpack(kept)`` when both are given."""
 
-    __slots__ = ("_current", "_previous", "size")
+    __slots__ = ("_current", "_pack", "_previous", "_unpack", "size")
 
-    def __init__(self, size: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        pack: Callable[[Any], bytes] | None = None,
+        unpack: Callable[[bytes], Any] | None = None,
+    ) -> None:
         self.size = size
-        self._current: dict[int, Value] = {}
-        self._previous: dict[int, Value] = {}
+        self._pack = pack
+        self._unpack = unpack
+        self._current: dict[int, Any] = {}
+        self._previous: dict[int, Any] = {}
 
     def get(self, text: str | bytes, default: Value) -> Value:
         key = hash(text)
         value = self._current.get(key, default)
         if value is default:
             value = self._previous.get(key, default)
-            if value is not default:
-                self._put(key, value)
-        return value
+            if value is default:
+                return default
+            self._put(key, value)
+        if self._unpack is not None and value is not None:
+            return cast(Value, self._unpack(value))
+        return cast(Value, value)
 
     def put(self, text: str | bytes, value: Value) -> None:
-        self._put(hash(text), value)
+        pack = self._pack
+        self._put(hash(text), value if pack is None or value is None else pack(value))
 
-    def _put(self, key: int, value: Value) -> None:
+    def _put(self, key: int, value: object) -> None:
         if not self.size:
             return
         current = self._current
@@ -76,12 +95,12 @@ class Memo(Generic[Value]):
     def __len__(self) -> int:
         return len(self._current) + len(self._previous)
 
-    def __getstate__(self) -> tuple[int]:
+    def __getstate__(self) -> tuple[int, Any, Any]:
         # A matcher built in another process arrives with an empty memo (and
         # the hashes of one process mean nothing in another).
-        return (self.size,)
+        return self.size, self._pack, self._unpack
 
-    def __setstate__(self, state: tuple[int]) -> None:
-        (self.size,) = state
+    def __setstate__(self, state: tuple[int, Any, Any]) -> None:
+        self.size, self._pack, self._unpack = state
         self._current = {}
         self._previous = {}

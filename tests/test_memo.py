@@ -112,3 +112,22 @@ def test_a_reloaded_matcher_brings_its_own_empty_request_memo() -> None:
     assert all(memo in matcher.memos for memo in (matcher.request_memo,))
     copy = pickle.loads(pickle.dumps(matcher))
     assert len(copy.request_memo) == 0
+
+
+def test_answers_are_kept_packed_where_the_cycle_collector_never_walks() -> None:
+    """A memo of matches held each as three tracked objects, for every full
+    collection to walk; packed, its dicts hold bytes and None, and stay untracked."""
+    matcher = Matcher.from_terms(["zorblax", "quendrific mirvel"])
+    queries = ["zorb1ax", "quendrifik mirvel", "kitten", "zorbIax quendrific mirvel"]
+    first = [matcher.match(query) for query in queries]
+    assert first[0] is not None and first[2] is None
+    again = [matcher.match(query) for query in queries]  # from the memo
+    assert again == first
+    assert again[0] is not first[0]  # a fresh object each time: callers only read it
+    matcher.request_memo.put(b"q=zorb1ax", first[0])
+    assert matcher.request_memo.get(b"q=zorb1ax", None) == first[0]
+    for memo in (matcher._query_memo, matcher.request_memo):
+        assert not gc.is_tracked(memo._current)
+        assert all(type(v) is bytes or v is None for v in memo._current.values())
+    copy = pickle.loads(pickle.dumps(matcher))
+    assert copy.match("zorb1ax") == first[0] == copy.match("zorb1ax")
