@@ -374,7 +374,7 @@ def changed_since_start() -> str | None:
         if not isinstance(file, str):
             continue
         try:
-            stat = Path(file).stat()
+            stat = os.stat(file)  # not Path(file).stat(): a quarter of the time, every reload
         except OSError:
             return file  # gone: whatever replaces it is not what runs here
         if max(stat.st_ctime, stat.st_mtime) > PROCESS_STARTED:
