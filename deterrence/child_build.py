@@ -21,8 +21,11 @@ change daily keeps no idle interpreter; it holds no matcher, only the imports an
 the lists it parsed last.
 
 It parses the lists itself, again only the files whose content changed, and sends
-them first: when they are the lists in service with terms added, the server grows
-its matcher (``Matcher.extended``) and no child is forked at all.
+them first, each as it differs from the parse the server holds (a list that gained
+terms: those terms; 5,000 terms and one more: 0.2 ms of decoding here, against
+2.2 ms, in one hold of the interpreter lock, for all of them again). When they are
+the lists in service with terms added, the server grows its matcher
+(``Matcher.extended``) and no child is forked at all.
 It and its children run in a process group of their own, so a Ctrl-C or hang-up
 meant for the server does not reach them, but in the server's session: with the
 scheduler's autogroups (Linux's default), each session shares the CPU equally
@@ -44,6 +47,7 @@ so the build runs here instead until a restart.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -63,7 +67,7 @@ from typing import IO, Any, cast
 import deterrence
 from deterrence import pieces
 from deterrence.collector import collector_paused, young_collection
-from deterrence.lists import ListError, ParsedFiles, TermList, load_lists
+from deterrence.lists import Appended, ListError, ParsedFiles, TermList, load_lists
 from deterrence.matcher import Matcher
 
 __all__ = ["BuildCancelled", "BuildUnavailable", "ChildBuilder", "build_here", "zygote_main"]
@@ -134,6 +138,8 @@ class ChildBuilder:
         """Held for a whole build: the warm process answers one at a time."""
         self._zygote: _Zygote | None = None
         self._closed = False
+        self._sent: dict[str, tuple[str, TermList]] = {}
+        """The lists of the warm process's last load, by path: (sha256 of the file, list)."""
 
     def build(
         self,
@@ -154,10 +160,8 @@ class ChildBuilder:
         # their own die young, unless a young collection walked all of them first
         # (5,000 terms: 1-5 ms in one hold of the interpreter lock). Not while the
         # warm process parses: that may take long, and is no reason to pause it.
-        with self._answer("load", files) as answer, collector_paused():
-            lists = _decode(answer, pause, in_pieces=False)
-            if not isinstance(lists, tuple) or not all(isinstance(t, TermList) for t in lists):
-                raise BuildUnavailable(f"the build process sent {type(lists).__name__}, not lists")
+        with self._answer("load", files, base) as answer, collector_paused():
+            lists = self._lists(_decode(answer, pause, in_pieces=False))
             grown = base.extended(lists, pause) if base is not None else None
         if grown is not None:
             return grown
@@ -168,12 +172,16 @@ class ChildBuilder:
         return matcher
 
     @contextlib.contextmanager
-    def _answer(self, what: str, files: Sequence[Path]) -> Iterator[IO[bytes]]:
-        """The warm process's answer to ``what`` for ``files``, past its magic."""
-        request = json.dumps([what, [str(f) for f in files]]).encode()
+    def _answer(
+        self, what: str, files: Sequence[Path], base: Matcher | None = None
+    ) -> Iterator[IO[bytes]]:
+        """The warm process's answer to ``what`` for ``files``, past its magic; for
+        a load, it sends the lists as they differ from those of ``base`` it sent."""
         # The answer goes to a file, read a frame at a time: no pipe chunks to join,
         # and no copy of it on this process's heap (whose pages the allocator would keep).
         with self._turn, tempfile.TemporaryFile() as answer, tempfile.TemporaryFile() as errors:
+            held = self._held_by(base) if what == "load" else {}
+            request = json.dumps([what, [str(f) for f in files], held]).encode()
             status = self._run(request, answer, errors)
             _same_code()  # again: a deploy may have begun while the child built
             size = os.fstat(answer.fileno()).st_size
@@ -185,6 +193,39 @@ class ChildBuilder:
             if answer.read(len(_MAGIC)) != _MAGIC:
                 raise BuildUnavailable("the build process answered something else")
             yield answer
+
+    def _held_by(self, base: Matcher | None) -> dict[str, str]:
+        """The sha256 of each list file whose parse, as the warm process sent it
+        last, ``base`` holds (the very object: what it holds came from that parse)."""
+        if base is None:
+            return {}
+        in_base = {id(term_list) for term_list in base.lists}
+        return {path: digest for path, (digest, sent) in self._sent.items() if id(sent) in in_base}
+
+    def _lists(self, changes: object) -> tuple[TermList, ...]:
+        """The lists that a load's ``changes`` (``ParsedFiles.load_changes``) stand for."""
+        if not isinstance(changes, tuple):
+            raise BuildUnavailable(f"the build process sent {type(changes).__name__}, not lists")
+        sent: dict[str, tuple[str, TermList]] = {}
+        for change in changes:
+            if not isinstance(change, tuple) or len(change) != 3:
+                raise BuildUnavailable("the build process sent something else than list changes")
+            path, digest, term_list = change
+            if term_list is None or isinstance(term_list, Appended):
+                if path not in self._sent:
+                    raise BuildUnavailable(
+                        f"the build process sent {path} as a change to a parse this"
+                        " process never had"
+                    )
+                held = self._sent[path][1]
+                term_list = held if term_list is None else term_list.onto(held)
+            elif not isinstance(term_list, TermList):
+                raise BuildUnavailable(
+                    f"the build process sent {type(term_list).__name__}, not a list"
+                )
+            sent[path] = (digest, term_list)
+        self._sent = sent
+        return tuple(term_list for _, term_list in sent.values())
 
     def _run(self, request: bytes, answer: IO[bytes], errors: IO[bytes]) -> int:
         """Have the warm process fork a child that answers into ``answer``; its exit
@@ -398,7 +439,7 @@ def build_here(files: Sequence[Path], base: Matcher | None = None) -> Matcher:
 def _decode(answer: IO[bytes], pause: Callable[[], None], *, in_pieces: bool) -> object:
     """The object in ``answer``: written by ``pieces.dump`` when ``in_pieces`` (a
     matcher: a young collection after each piece), else by ``pieces.dump_whole``
-    (lists: none here, see ``ChildBuilder.build``). Raises ListError for the
+    (list changes: none here, see ``ChildBuilder.build``). Raises ListError for the
     warm process's answer that a list is broken, BuildUnavailable for anything
     unreadable."""
     try:
@@ -441,9 +482,11 @@ def yielding_often() -> Iterator[None]:
 
 def zygote_main(fd: int, idle_seconds: float) -> None:
     """The warm build process. Each request on socket ``fd`` is JSON, ``[what,
-    files]``, with two descriptors: for the answer, and for errors. It answers a
-    ``load`` itself: the lists, parsed again only where a file changed; a
-    ``build``, in a forked child (which finds the lists parsed already). Exits at
+    files, held]``, with two descriptors: for the answer, and for errors. It
+    answers a ``load`` itself: the lists, parsed again only where a file changed,
+    as they differ from the parses whose sha256 ``held`` names by path
+    (``ParsedFiles.load_changes``); a ``build``, in a forked child (which finds the
+    lists parsed already). Exits at
     end-of-file (its server is gone) or after ``idle_seconds`` without a request."""
     gc.collect()
     gc.freeze()  # what the imports made stays put: the children copy fewer pages
@@ -459,10 +502,11 @@ def zygote_main(fd: int, idle_seconds: float) -> None:
         if not request or len(fds) != 2:
             return
         answer, errors = fds
-        what, names = json.loads(request)
+        what, names, held = json.loads(request)
         paths = [Path(name) for name in names]
         if what == "load":
-            status = _answer(parsed.load_lists, paths, answer, errors, pieces.dump_whole)
+            changes = functools.partial(parsed.load_changes, held=held)
+            status = _answer(changes, paths, answer, errors, pieces.dump_whole)
             server.send(b"done %d" % status)
             continue
         child = os.fork()

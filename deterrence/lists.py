@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast, get_args, overload
@@ -211,6 +211,38 @@ def load_file(path: Path) -> TermList:
     return _parse(path, _read(path), _term_problem)
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """A list as it differs from an earlier parse of its file: that parse's terms
+    and then ``rows``; ``header`` holds the rest (its own terms empty)."""
+
+    header: TermList
+    rows: tuple[_Row, ...]
+
+    @classmethod
+    def between(cls, older: TermList, newer: TermList) -> Appended | None:
+        """``newer`` against ``older``, when its terms are ``older``'s with terms
+        appended (line numbers included: the usual edit keeps them)."""
+        old, new = older.terms, newer.terms
+        if not isinstance(old, Terms) or not isinstance(new, Terms):
+            return None
+        if new._rows[: len(old._rows)] != old._rows:
+            return None
+        return cls(replace(newer, terms=Terms()), new._rows[len(old._rows) :])
+
+    def onto(self, older: TermList) -> TermList:
+        """The list this stands for, given the parse it was made against; its
+        terms share that parse's rows."""
+        rows = cast(Terms, older.terms)._rows + self.rows
+        return replace(self.header, terms=Terms._of_rows(rows))
+
+
+Change = tuple[str, str, "TermList | Appended | None"]
+"""A list file as :meth:`ParsedFiles.load_changes` gives it: its path, the sha256 of
+its content (hex), and its list: whole, :class:`Appended` to the parse the receiver
+holds, or None when it is that parse."""
+
+
 class ParsedFiles:
     """Each list file's parse, kept by the sha256 of its content: loading the lists
     again parses only the files that changed (the warm build process keeps one,
@@ -218,6 +250,8 @@ class ParsedFiles:
 
     def __init__(self) -> None:
         self._parsed: dict[Path, tuple[bytes, TermList]] = {}
+        self._replaced: dict[Path, tuple[bytes, TermList]] = {}
+        """The parses that the last load replaced, by file."""
         self._used: set[Path] = set()
         # A file parsed again after an edit checks only its new terms.
         self._problem_of = lru_cache(maxsize=1 << 17)(_term_problem)
@@ -225,11 +259,32 @@ class ParsedFiles:
     def load_lists(self, paths: Iterable[str | Path]) -> tuple[TermList, ...]:
         """:func:`load_lists`; forgets the files it did not load this time."""
         self._used.clear()
+        self._replaced.clear()
         try:
             return load_lists(paths, self._load)
         finally:
             for gone in self._parsed.keys() - self._used:
                 del self._parsed[gone]
+
+    def load_changes(
+        self, paths: Iterable[str | Path], held: Mapping[str, str]
+    ) -> tuple[Change, ...]:
+        """:meth:`load_lists`, each list as it differs from the parse of its file
+        that the receiver holds: ``held`` names its sha256 by path. A file that
+        only gained terms since that parse (when this still has it) is sent as
+        those terms: the receiver decodes a few rows, not all of them again."""
+        changes: list[Change] = []
+        for term_list in self.load_lists(paths):
+            path = cast(Path, term_list.path)
+            digest = self._parsed[path][0].hex()
+            theirs = held.get(str(path))
+            sent: TermList | Appended | None = term_list
+            if theirs == digest:
+                sent = None
+            elif (replaced := self._replaced.get(path)) is not None and replaced[0].hex() == theirs:
+                sent = Appended.between(replaced[1], term_list) or term_list
+            changes.append((str(path), digest, sent))
+        return tuple(changes)
 
     def _load(self, path: Path) -> TermList:
         self._used.add(path)
@@ -239,6 +294,8 @@ class ParsedFiles:
         if kept is not None and kept[0] == digest:
             return kept[1]
         term_list = _parse(path, raw, self._problem_of)
+        if kept is not None:
+            self._replaced[path] = kept
         self._parsed[path] = (digest, term_list)
         return term_list
 

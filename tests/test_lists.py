@@ -5,10 +5,19 @@ from __future__ import annotations
 import gc
 import pickle
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from deterrence.lists import ListError, ParsedFiles, Term, TermList, Terms, load_lists
+from deterrence.lists import (
+    Appended,
+    ListError,
+    ParsedFiles,
+    Term,
+    TermList,
+    Terms,
+    load_lists,
+)
 from deterrence.resources import KEYWORD_LISTS_DIR
 
 GOOD = """
@@ -181,6 +190,35 @@ def test_parsed_files_parse_again_only_what_changed(tmp_path: Path) -> None:
     assert parsed.load_lists([tmp_path]) == second
     assert parsed.load_lists([one])[0] is first[0]
     assert list(parsed._parsed) == [one]  # the files it did not load are forgotten
+
+
+def test_parsed_files_send_a_list_as_it_differs_from_the_parse_held(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.toml", tmp_path / "two.txt"
+    one.write_text('id = "one"\ncategory = "x"\nversion = "1"\nterms = [\n  "zorblax",\n]\n')
+    two.write_text("quendrific\n")
+    parsed = ParsedFiles()
+    first = parsed.load_changes([tmp_path], {})  # the receiver holds nothing: all whole
+    assert [type(sent) for _, _, sent in first] == [TermList, TermList]
+    held = {path: digest for path, digest, _ in first}
+    lists = {path: sent for path, _, sent in first}
+    one.write_text(
+        'id = "one"\ncategory = "x"\nversion = "2"\nterms = [\n  "zorblax",\n  "mirvelwort",\n]\n'
+    )
+    second = parsed.load_changes([tmp_path], held)
+    (path_one, digest_one, appended), (path_two, digest_two, same) = second
+    assert same is None and digest_two == held[path_two]  # unchanged: the parse held
+    assert isinstance(appended, Appended) and digest_one != held[path_one]
+    assert appended.rows == (("mirvelwort", True, False, 6),)
+    rebuilt = appended.onto(cast(TermList, lists[path_one]))
+    assert rebuilt == load_lists([one])[0] and rebuilt.version == "2"
+    assert rebuilt.terms._rows[0] is cast(Terms, cast(TermList, lists[path_one]).terms)._rows[0]
+    # Held against a parse this no longer has, or a term gone: the list whole.
+    one.write_text('id = "one"\ncategory = "x"\nterms = [\n  "mirvelwort",\n]\n')
+    third = parsed.load_changes([tmp_path], held)
+    assert isinstance(third[0][2], TermList) and third[0][2] == load_lists([one])[0]
+    assert parsed.load_changes([tmp_path], {path_one: third[0][1]})[0][2] is None
+    shrunk = parsed.load_changes([one], {path_one: digest_one})
+    assert isinstance(shrunk[0][2], TermList)  # no longer the file's parse before this one
 
 
 def test_terms_beyond_older_ones_are_the_added_ones_or_none() -> None:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -29,7 +30,7 @@ from test_reload import blocked, invented_terms, polling_middleware, wait_for, w
 
 from deterrence import Matcher, Settings
 from deterrence.child_build import BuildCancelled, BuildUnavailable, ChildBuilder
-from deterrence.lists import ListError, load_lists
+from deterrence.lists import Appended, ListError, TermList, load_lists
 from deterrence.matcher import Match
 from deterrence.metrics import Recorder
 from deterrence.reload import MatcherHolder
@@ -203,6 +204,42 @@ def test_a_reload_that_adds_terms_grows_the_matcher_and_answers_as_a_build(
     assert holder.reload_blocking("a term removed: built").result == "ok"
     assert holder.matcher.grown_by is None
     assert holder.matcher.match("glamberquinoxet") is None and holder.build_fallbacks == 0
+
+
+def test_a_list_that_gained_terms_comes_from_the_warm_process_as_those_terms(
+    holder: MatcherHolder, lists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the parse the server holds, the warm process sends only the terms a
+    list gained; without that parse (a new warm process), the list whole."""
+    monkeypatch.setattr("deterrence.reload.build_here", not_here)
+    received: list[tuple[Any, ...]] = []
+    lists_of = ChildBuilder._lists
+
+    def recording(builder: ChildBuilder, changes: Any) -> tuple[TermList, ...]:
+        received.append(changes)
+        return lists_of(builder, changes)
+
+    monkeypatch.setattr(ChildBuilder, "_lists", recording)
+    alpha, terms = lists_dir / "alpha.toml", ["zorblax"]
+    for term in ("mirvelwort", "tozzlewick", "quendrific", "glamberquinoxet"):
+        if term == "glamberquinoxet":
+            holder.builder.close()  # the warm process goes, and its parses with it
+            holder.builder.open()
+        terms.append(term)
+        write_list(alpha, "alpha", terms)
+        assert holder.reload_blocking(f"{term} added").result == "ok"
+        assert holder.matcher.grown_by == 1
+        assert holder.matcher.lists == load_lists([lists_dir])
+    sent = [changes[0][2] for changes in received]
+    # The first load: the server's lists were read here at start-up, not sent.
+    assert isinstance(sent[0], TermList) and isinstance(sent[3], TermList)
+    assert [a.rows[0][0] for a in sent[1:3] if isinstance(a, Appended)] == [
+        "tozzlewick",
+        "quendrific",
+    ]
+    assert holder.reload_blocking("nothing changed").result == "ok"
+    assert received[-1][0][2] is None  # the very parse the server holds
+    assert holder.matcher.match("glamberquinoxet") is not None and holder.build_fallbacks == 0
 
 
 def test_a_reload_that_adds_terms_forks_no_build(holder: MatcherHolder, lists_dir: Path) -> None:
