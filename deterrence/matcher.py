@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import ahocorasick
 
@@ -61,6 +61,9 @@ JOINED_PHRASE = "joined_phrase"
 _TERM, _ALLOW, _MEMBER = range(3)
 _K = TypeVar("_K")
 _NO_CANDIDATES: dict[int, int] = {}  # shared: never written to
+# Most words are near no term: one shared packing for them all (a memo full of
+# empty dicts took 4 MB, and 5 ms to free at a reload).
+_NO_CANDIDATES_PACKED = marshal.dumps(_NO_CANDIDATES)
 _WARM_UP_QUERIES = (
     # Innocent and invented, one for each path through canonicalization: plain
     # ASCII, diacritics, look-alike scripts, no-space scripts, leet and
@@ -119,6 +122,18 @@ def _packed(match: Match) -> bytes:
 
 def _unpacked(packed: bytes) -> Match:
     return _of_plain(marshal.loads(packed))
+
+
+def _packed_candidates(candidates: dict[int, int]) -> bytes:
+    """A word's candidates as the word memo keeps them (a dict of candidate dicts
+    is tracked, and every full collection walked its 100,000 entries)."""
+    return marshal.dumps(candidates) if candidates else _NO_CANDIDATES_PACKED
+
+
+def _unpacked_candidates(packed: bytes) -> dict[int, int]:
+    if packed is _NO_CANDIDATES_PACKED:
+        return _NO_CANDIDATES
+    return cast(dict[int, int], marshal.loads(packed))
 
 
 def _plain(match: Match) -> tuple[Any, ...]:
@@ -418,10 +433,10 @@ class Matcher:
     @memo_size.setter
     def memo_size(self, size: int) -> None:
         # Fresh memos, swapped in whole: a request under way keeps the one it read.
-        # Answers are kept packed (deterrence.memo: the cycle collector never walks
-        # them); a word's candidates are a dict of ints, which it does not track.
+        # Answers and candidates are kept packed (deterrence.memo): the cycle
+        # collector never walks them, nor the memos' dicts.
         self._query_memo = Memo(size, _packed, _unpacked)
-        self._word_memo = Memo(size)
+        self._word_memo = Memo(size, _packed_candidates, _unpacked_candidates)
         self.request_memo = Memo(size, _packed, _unpacked)
 
     @property
@@ -628,9 +643,7 @@ class Matcher:
         self._fuzzy.candidates(text, found)
         if exact is not None:
             found[exact] = 0  # the exact reading wins over any fuzzy one
-        # Most words are near no term: one shared empty dict for them all (a memo
-        # full of empty ones took 4 MB, and 5 ms to free at a reload).
-        self._word_memo.put(text, found or _NO_CANDIDATES)
+        self._word_memo.put(text, found)
         return found
 
     def _lattice_hits(self, tokens: Sequence[Token]) -> list[_Hit]:

@@ -115,8 +115,9 @@ def test_a_reloaded_matcher_brings_its_own_empty_request_memo() -> None:
 
 
 def test_answers_are_kept_packed_where_the_cycle_collector_never_walks() -> None:
-    """A memo of matches held each as three tracked objects, for every full
-    collection to walk; packed, its dicts hold bytes and None, and stay untracked."""
+    """A memo of matches held each as three tracked objects, and the word memo's
+    dicts of candidates made it tracked, for every full collection to walk; packed,
+    their dicts hold bytes and None, and stay untracked."""
     matcher = Matcher.from_terms(["zorblax", "quendrific mirvel"])
     queries = ["zorb1ax", "quendrifik mirvel", "kitten", "zorbIax quendrific mirvel"]
     first = [matcher.match(query) for query in queries]
@@ -126,8 +127,10 @@ def test_answers_are_kept_packed_where_the_cycle_collector_never_walks() -> None
     assert again[0] is not first[0]  # a fresh object each time: callers only read it
     matcher.request_memo.put(b"q=zorb1ax", first[0])
     assert matcher.request_memo.get(b"q=zorb1ax", None) == first[0]
-    for memo in (matcher._query_memo, matcher.request_memo):
-        assert not gc.is_tracked(memo._current)
+    for memo in (matcher._query_memo, matcher.request_memo, matcher._word_memo):
+        assert len(memo) > 0 and not gc.is_tracked(memo._current)
         assert all(type(v) is bytes or v is None for v in memo._current.values())
+    assert matcher._candidates("zorblax") == {matcher._vocabulary["zorblax"]: 0}
+    assert matcher._candidates("zorblax") == {matcher._vocabulary["zorblax"]: 0}  # memo
     copy = pickle.loads(pickle.dumps(matcher))
     assert copy.match("zorb1ax") == first[0] == copy.match("zorb1ax")
