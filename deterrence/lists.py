@@ -249,8 +249,8 @@ class ParsedFiles:
     deterrence.child_build)."""
 
     def __init__(self) -> None:
-        self._parsed: dict[Path, tuple[bytes, TermList]] = {}
-        self._replaced: dict[Path, tuple[bytes, TermList]] = {}
+        self._parsed: dict[Path, tuple[str, TermList]] = {}  # by file: (sha256 hex, parse)
+        self._replaced: dict[Path, tuple[str, TermList]] = {}
         """The parses that the last load replaced, by file."""
         self._used: set[Path] = set()
         # A file parsed again after an edit checks only its new terms.
@@ -276,12 +276,12 @@ class ParsedFiles:
         changes: list[Change] = []
         for term_list in self.load_lists(paths):
             path = cast(Path, term_list.path)
-            digest = self._parsed[path][0].hex()
+            digest = self._parsed[path][0]
             theirs = held.get(str(path))
             sent: TermList | Appended | None = term_list
             if theirs == digest:
                 sent = None
-            elif (replaced := self._replaced.get(path)) is not None and replaced[0].hex() == theirs:
+            elif (replaced := self._replaced.get(path)) is not None and replaced[0] == theirs:
                 sent = Appended.between(replaced[1], term_list) or term_list
             changes.append((str(path), digest, sent))
         return tuple(changes)
@@ -289,7 +289,7 @@ class ParsedFiles:
     def _load(self, path: Path) -> TermList:
         self._used.add(path)
         raw = _read(path)
-        digest = hashlib.sha256(raw).digest()
+        digest = hashlib.sha256(raw).hexdigest()
         kept = self._parsed.get(path)
         if kept is not None and kept[0] == digest:
             return kept[1]
