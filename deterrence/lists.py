@@ -118,9 +118,9 @@ class Terms(Sequence[Term]):
         5,000 tuples) would each be walked by the cycle collector's next young
         collection, in one hold of the interpreter lock, while ``older``'s were
         untracked long ago."""
-        rows = older._rows if isinstance(older, Terms) else tuple(map(tuple, older))
-        if self._rows[: len(rows)] == rows:  # appended: the usual edit
-            appended = self._rows[len(rows) :]
+        rows = older._rows if isinstance(older, Terms) else Terms(older)._rows
+        appended = self._after(rows)
+        if appended is not None:  # appended: the usual edit
             if isinstance(older, Terms):
                 self._rows = older._rows + appended
             return [Term._make(row) for row in appended]
@@ -132,6 +132,12 @@ class Terms(Sequence[Term]):
             else:
                 added.append(Term._make(row))
         return None if any(n > 0 for n in left.values()) else added
+
+    def _after(self, rows: tuple[_Row, ...]) -> tuple[_Row, ...] | None:
+        """The rows these have after ``rows``, when they begin with them."""
+        if self._rows[: len(rows)] != rows:
+            return None
+        return self._rows[len(rows) :]
 
     def __repr__(self) -> str:
         return f"Terms({list(self)!r})"
@@ -226,9 +232,8 @@ class Appended:
         old, new = older.terms, newer.terms
         if not isinstance(old, Terms) or not isinstance(new, Terms):
             return None
-        if new._rows[: len(old._rows)] != old._rows:
-            return None
-        return cls(replace(newer, terms=Terms()), new._rows[len(old._rows) :])
+        rows = new._after(old._rows)
+        return None if rows is None else cls(replace(newer, terms=Terms()), rows)
 
     def onto(self, older: TermList) -> TermList:
         """The list this stands for, given the parse it was made against; its
