@@ -340,6 +340,23 @@ def test_builds_fork_from_one_warm_process_that_leaves_when_idle(lists_dir: Path
 
 
 @needs_proc
+def test_the_warm_process_and_its_builds_yield_to_the_server(lists_dir: Path) -> None:
+    """SCHED_IDLE (a server thread that wakes preempts it at once), and nice 19
+    wherever that is refused; a forked build inherits both."""
+    others = children()
+    builder = ChildBuilder()
+    files = [lists_dir / "alpha.toml"]
+    try:
+        builder.build(files)
+        (warm,) = children() - others
+        assert os.sched_getscheduler(warm) == os.SCHED_IDLE
+        assert os.getpriority(os.PRIO_PROCESS, warm) == 19
+        assert os.sched_getscheduler(os.getpid()) != os.SCHED_IDLE  # the server's own is untouched
+    finally:
+        builder.close()
+
+
+@needs_proc
 def test_a_builder_dropped_without_closing_takes_its_warm_process_along(lists_dir: Path) -> None:
     others = children()
     builder = ChildBuilder()
