@@ -373,6 +373,8 @@ def _parse_toml(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
         tests = {}
     for key in sorted(set(tests) - _TESTS_KEYS):
         checker.problem(f"unknown key {key!r} in [tests]", key)
+    tests_match = checker.strings(tests, "match", where="[tests] ")
+    tests_no_match = checker.strings(tests, "no_match", where="[tests] ")
     languages = checker.strings(data, "languages")
     optional = {key: checker.optional_string(data, key) for key in ("name", "version", "source")}
     if checker.problems:
@@ -389,8 +391,8 @@ def _parse_toml(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
         terms=terms,
         allow=allow,
         rules=rules,
-        tests_match=checker.strings(tests, "match", where="[tests] "),
-        tests_no_match=checker.strings(tests, "no_match", where="[tests] "),
+        tests_match=tests_match,
+        tests_no_match=tests_no_match,
         path=path,
     )
 

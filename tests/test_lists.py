@@ -106,6 +106,10 @@ def test_the_shipped_lists_load() -> None:
         ),
         ('id = "x"\ncategory = "c"\nterms = [\n', "invalid TOML"),
         (
+            'id = "x"\ncategory = "c"\nterms = ["zorblax"]\n[tests]\nno_match = 5\n',
+            ":5: [tests] no_match must be a list of strings",
+        ),
+        (
             'id = "x"\ncategory = "c"\nterms = ["zorblax"]\n[[rules]]\nid = "r"\nall_of = []\n',
             "all_of must be",
         ),
