@@ -12,12 +12,13 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast, get_args, overload
 
 import tomli
 
+from deterrence.list_layout import Layout
 from deterrence.text import canonicalize
 
 Action = Literal["block", "warn", "count"]
@@ -214,7 +215,7 @@ def load_lists(
 
 
 def load_file(path: Path) -> TermList:
-    return _parse(path, _read(path), _term_problem)
+    return _parse(path, _read(path), _term_problem)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,14 +249,23 @@ its content (hex), and its list: whole, :class:`Appended` to the parse the recei
 holds, or None when it is that parse."""
 
 
+class _Parsed(NamedTuple):
+    digest: str
+    """The sha256 of the file (hex)."""
+    term_list: TermList
+    layout: Layout | None
+    """Where its terms lie (deterrence.list_layout), when it has the plain shape."""
+
+
 class ParsedFiles:
     """Each list file's parse, kept by the sha256 of its content: loading the lists
-    again parses only the files that changed (the warm build process keeps one,
+    again parses only the files that changed, and of a file that only gained terms
+    at the end of its array, only those (the warm build process keeps one,
     deterrence.child_build)."""
 
     def __init__(self) -> None:
-        self._parsed: dict[Path, tuple[str, TermList]] = {}  # by file: (sha256 hex, parse)
-        self._replaced: dict[Path, tuple[str, TermList]] = {}
+        self._parsed: dict[Path, _Parsed] = {}
+        self._replaced: dict[Path, _Parsed] = {}
         """The parses that the last load replaced, by file."""
         self._used: set[Path] = set()
         # A file parsed again after an edit checks only its new terms.
@@ -281,13 +291,13 @@ class ParsedFiles:
         changes: list[Change] = []
         for term_list in self.load_lists(paths):
             path = cast(Path, term_list.path)
-            digest = self._parsed[path][0]
+            digest = self._parsed[path].digest
             theirs = held.get(str(path))
             sent: TermList | Appended | None = term_list
             if theirs == digest:
                 sent = None
-            elif (replaced := self._replaced.get(path)) is not None and replaced[0] == theirs:
-                sent = Appended.between(replaced[1], term_list) or term_list
+            elif (replaced := self._replaced.get(path)) is not None and replaced.digest == theirs:
+                sent = Appended.between(replaced.term_list, term_list) or term_list
             changes.append((str(path), digest, sent))
         return tuple(changes)
 
@@ -296,12 +306,13 @@ class ParsedFiles:
         raw = _read(path)
         digest = hashlib.sha256(raw).hexdigest()
         kept = self._parsed.get(path)
-        if kept is not None and kept[0] == digest:
-            return kept[1]
-        term_list = _parse(path, raw, self._problem_of)
+        if kept is not None and kept.digest == digest:
+            return kept.term_list
+        appended = _parse_appended(path, raw, kept, self._problem_of) if kept else None
+        term_list, layout = appended or _parse(path, raw, self._problem_of)
         if kept is not None:
             self._replaced[path] = kept
-        self._parsed[path] = (digest, term_list)
+        self._parsed[path] = _Parsed(digest, term_list, layout)
         return term_list
 
 
@@ -312,14 +323,14 @@ def _read(path: Path) -> bytes:
         raise ListError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
 
 
-def _parse(path: Path, raw: bytes, problem_of: _ProblemOf) -> TermList:
+def _parse(path: Path, raw: bytes, problem_of: _ProblemOf) -> tuple[TermList, Layout | None]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ListError([f"{path}:{line}: not valid UTF-8"]) from exc
     if path.suffix == ".txt":
-        return _parse_txt(path, text, problem_of)
+        return _parse_txt(path, text, problem_of), None
     if path.suffix == ".toml":
         return _parse_toml(path, text, problem_of)
     raise ListError([f"{path}: unknown list format (expected .toml or .txt)"])
@@ -347,12 +358,64 @@ def _parse_txt(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
     return TermList(id=list_id, category=list_id, terms=Terms._of_rows(rows), path=path)
 
 
-def _parse_toml(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
+def _parse_toml(path: Path, text: str, problem_of: _ProblemOf) -> tuple[TermList, Layout | None]:
     try:
         data = tomli.loads(text)
     except tomli.TOMLDecodeError as exc:
         raise ListError([f"{path}: invalid TOML: {exc}"]) from exc
     checker = _Checker(path, text, problem_of)
+    value = data.get("terms", [])
+    found = Layout.of(text)
+    if found is not None and not (isinstance(value, list) and len(value) == len(found[1])):
+        found = None  # not one entry a line after all
+    lines = found[1] if found is not None else None
+    term_list = _checked(data, checker, lambda fuzzy: checker.terms(value, fuzzy, lines))
+    return term_list, found[0] if found is not None else None
+
+
+def _parse_appended(
+    path: Path, raw: bytes, earlier: _Parsed, problem_of: _ProblemOf
+) -> tuple[TermList, Layout] | None:
+    """``raw`` read on top of ``earlier``, the last parse of its file, when the
+    file is that one with entries appended to its terms array (and anything
+    outside the array changed, with as many lines before it): only the appended
+    lines and what lies outside the array are read. None when it is not so, or
+    when the file has a problem (a parse of the whole then says which)."""
+    old = earlier.term_list
+    if earlier.layout is None or not isinstance(old.terms, Terms):
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    appended = earlier.layout.appended(text)
+    if appended is None:
+        return None
+    try:
+        data = tomli.loads(appended.outside)
+        entries = tomli.loads(f"terms = [\n{appended.lines}]")["terms"]
+    except tomli.TOMLDecodeError:
+        return None
+    # The earlier rows hold, with their lines, if their list's default did not change.
+    if data.get("terms") != [] or data.get("fuzzy", True) is not old.fuzzy:
+        return None
+    if len(entries) != len(appended.entry_lines):
+        return None
+    checker = _Checker(path, text, problem_of)
+    rows = old.terms._rows + checker.terms(entries, old.fuzzy, appended.entry_lines)._rows
+    try:
+        term_list = _checked(data, checker, lambda _: Terms._of_rows(rows))
+    except ListError:
+        return None
+    return term_list, appended.layout
+
+
+def _checked(
+    data: dict[str, Any], checker: _Checker, terms_of: Callable[[bool], Terms]
+) -> TermList:
+    """The list that TOML ``data`` describes, its terms ``terms_of(the list's
+    fuzzy)``; raises ListError with every problem that ``checker`` found."""
+    path = checker.path
     unknown = sorted(set(data) - _LIST_KEYS)
     if unknown:
         checker.problem(f"unknown key(s) {', '.join(unknown)}", unknown[0] + " =")
@@ -362,7 +425,7 @@ def _parse_toml(path: Path, text: str, problem_of: _ProblemOf) -> TermList:
     if action not in ACTIONS:
         checker.problem(f"action must be one of {', '.join(ACTIONS)}, not {action!r}", "action")
     fuzzy = checker.boolean(data, "fuzzy", default=True)
-    terms = checker.terms(data.get("terms", []), fuzzy)
+    terms = terms_of(fuzzy)
     allow = checker.strings(data, "allow")
     rules = checker.rules(data.get("rules", []))
     if not terms and not rules:
@@ -411,10 +474,14 @@ class _Checker:
     def __init__(self, path: Path, source: str, problem_of: _ProblemOf) -> None:
         self.path = path
         self.problem_of = problem_of
-        # TOML's newline only: a term may hold U+2028, where splitlines() splits.
-        self.lines = source.split("\n")
+        self.source = source
         self.problems: list[str] = []
         self._quoted: dict[str, int] | None = None
+
+    @cached_property
+    def lines(self) -> list[str]:
+        # TOML's newline only: a term may hold U+2028, where splitlines() splits.
+        return self.source.split("\n")
 
     def line_of(self, needle: str | None) -> int | None:
         if not needle:
@@ -439,8 +506,9 @@ class _Checker:
                     self._quoted.setdefault(quoted, number)
         return self._quoted
 
-    def problem(self, message: str, needle: str | None = None) -> None:
-        line = self.line_of(needle)
+    def problem(self, message: str, needle: str | None = None, *, line: int | None = None) -> None:
+        """Record a problem, at ``line``, else at the first line that holds ``needle``."""
+        line = line or self.line_of(needle)
         where = f"{self.path}:{line}" if line else str(self.path)
         self.problems.append(f"{where}: {message}")
 
@@ -454,10 +522,12 @@ class _Checker:
             return ""
         return value
 
-    def boolean(self, data: dict[str, Any], key: str, *, default: bool) -> bool:
+    def boolean(
+        self, data: dict[str, Any], key: str, *, default: bool, line: int | None = None
+    ) -> bool:
         value = data.get(key, default)
         if not isinstance(value, bool):
-            self.problem(f"{key} must be true or false, not {value!r}", f"{key} =")
+            self.problem(f"{key} must be true or false, not {value!r}", f"{key} =", line=line)
             return default
         return value
 
@@ -480,13 +550,17 @@ class _Checker:
                     self.problem(f"allow phrase: {problem}", repr(entry)[1:-1] or key)
         return tuple(value)
 
-    def terms(self, value: Any, list_fuzzy: bool) -> Terms:
+    def terms(self, value: Any, list_fuzzy: bool, lines: Sequence[int] | None = None) -> Terms:
+        """The terms of the array ``value``; ``lines`` holds each entry's line when
+        the file's layout is known, else each term gets the first line that
+        holds it quoted (deterrence.list_layout)."""
         if not isinstance(value, list):
             self.problem("terms must be a list", "terms =")
             return Terms()
         rows: list[_Row] = []
-        quoted = self._quoted_lines()
-        for entry in value:
+        quoted = self._quoted_lines() if lines is None else {}
+        for index, entry in enumerate(value):
+            known = lines[index] if lines is not None else None
             text: Any
             if type(entry) is str:  # the usual term, first: a reload parses them all
                 text, fuzzy, substring = entry, list_fuzzy, False
@@ -495,23 +569,27 @@ class _Checker:
                 text = entry.get("term")
                 if unknown:
                     self.problem(
-                        f"unknown key(s) {', '.join(unknown)} in term {text!r}", unknown[0]
+                        f"unknown key(s) {', '.join(unknown)} in term {text!r}",
+                        unknown[0],
+                        line=known,
                     )
                 if not isinstance(text, str):
-                    self.problem('a term table needs term = "..."', "{")
+                    self.problem('a term table needs term = "..."', "{", line=known)
                     continue
-                fuzzy = self.boolean(entry, "fuzzy", default=list_fuzzy)
-                substring = self.boolean(entry, "substring", default=False)
+                fuzzy = self.boolean(entry, "fuzzy", default=list_fuzzy, line=known)
+                substring = self.boolean(entry, "substring", default=False, line=known)
             else:
-                self.problem(f"a term must be a string or a table, not {entry!r}", "terms")
+                self.problem(
+                    f"a term must be a string or a table, not {entry!r}", "terms", line=known
+                )
                 continue
             problem = self.problem_of(text)
             # The index first, without a call: line_of looks there too, then scans.
-            line = (
+            line = known or (
                 quoted.get(f'"{text}"') or self.line_of(f'"{text}"') or self.line_of(text or None)
             )
             if problem:
-                self.problem(problem, f'"{text}"' if text else '""')
+                self.problem(problem, f'"{text}"' if text else '""', line=known)
             rows.append((text, fuzzy, substring, line))
         return Terms._of_rows(rows)
 
