@@ -55,10 +55,10 @@ class Layout:
         """The layout of ``text``, and the line of each entry in its array, when
         the file has the plain shape; else None. Only a parse of the whole file
         by tomli tells whether the array is TOML: check the entries' count."""
-        start = _body_start(text)
-        if start is None:
+        body_start = _body_start(text)
+        if body_start is None:
             return None
-        first_line = text.count("\n", 0, start) + 1
+        start, first_line = body_start
         found = _plain_lines(text, start, first_line)
         if found is None:
             return None
@@ -72,10 +72,11 @@ class Layout:
         appended, at the same line of the file (what lies outside the array may
         differ: ``AppendedLines.outside`` is to be read again). Whether the
         appended lines are TOML, only tomli tells."""
-        start = _body_start(text)
-        if start is None or not text.startswith(self.body, start):
+        body_start = _body_start(text)
+        if body_start is None or body_start[1] != self.first_line:
             return None
-        if text.count("\n", 0, start) + 1 != self.first_line:
+        start = body_start[0]
+        if not text.startswith(self.body, start):
             return None
         after = start + len(self.body)
         found = _plain_lines(text, after, self.closing_line)
@@ -109,13 +110,13 @@ class AppendedLines:
     """The line of each entry in ``lines``."""
 
 
-def _body_start(text: str) -> int | None:
-    """Where the lines of the top-level terms array begin, when ``terms = [``
-    ends a line of its own with only plain lines before it."""
+def _body_start(text: str) -> tuple[int, int] | None:
+    """Where the lines of the top-level terms array begin, and at which line,
+    when ``terms = [`` ends a line of its own with only plain lines before it."""
     found = _OPEN.search(text)
     if found is None or _NOT_PLAIN_BEFORE.search(text, 0, found.start()):
         return None
-    return found.end()
+    return found.end(), text.count("\n", 0, found.end()) + 1
 
 
 def _plain_lines(text: str, start: int, line: int) -> tuple[int, tuple[int, ...], bool] | None:
