@@ -44,7 +44,7 @@ import ahocorasick
 from deterrence.collector import collector_paused, young_collection
 from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, Terms, load_lists
-from deterrence.memo import DEFAULT_SIZE, UNSEEN, Memo, Unseen
+from deterrence.memo import DEFAULT_SIZE, UNSEEN, Memo, Packing, Unseen
 from deterrence.text import (
     CanonicalText,
     Token,
@@ -134,6 +134,10 @@ def _unpacked_candidates(packed: bytes) -> dict[int, int]:
     if packed is _NO_CANDIDATES_PACKED:
         return _NO_CANDIDATES
     return cast(dict[int, int], marshal.loads(packed))
+
+
+_MATCH_PACKING = Packing(_packed, _unpacked)
+_CANDIDATES_PACKING = Packing(_packed_candidates, _unpacked_candidates)
 
 
 def _plain(match: Match) -> tuple[Any, ...]:
@@ -435,9 +439,9 @@ class Matcher:
         # Fresh memos, swapped in whole: a request under way keeps the one it read.
         # Answers and candidates are kept packed (deterrence.memo): the cycle
         # collector never walks them, nor the memos' dicts.
-        self._query_memo = Memo(size, _packed, _unpacked)
-        self._word_memo = Memo(size, _packed_candidates, _unpacked_candidates)
-        self.request_memo = Memo(size, _packed, _unpacked)
+        self._query_memo = Memo(size, _MATCH_PACKING)
+        self._word_memo = Memo(size, _CANDIDATES_PACKING)
+        self.request_memo = Memo(size, _MATCH_PACKING)
 
     @property
     def memos(self) -> tuple[Memo[Any], ...]:

@@ -14,7 +14,7 @@ memory after its request (DESIGN §6). The string hash is keyed per process
 (SipHash, 64 bits); two different texts sharing one while both are in the memo
 is a chance of about ``entries / 2**64`` per lookup.
 
-A memo can keep its answers packed (``pack`` and ``unpack``): as bytes, not as
+A memo can keep its answers packed (a :class:`Packing`): as bytes, not as
 the objects they are. A dict of ints and bytes is never tracked by the cycle
 collector, while each answer kept as objects (a ``Match``: three of them) is,
 as long as the memo keeps it. Under bench.soak's load, those answers were most
@@ -24,9 +24,18 @@ of what the collector walked, in the collections that a reload sets off.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 Value = TypeVar("Value")
+
+
+class Packing(NamedTuple):
+    """How a memo keeps its answers as bytes, and gets them back: given as one
+    pair, so that no memo keeps answers packed and hands them out so."""
+
+    pack: Callable[[Any], bytes]
+    unpack: Callable[[bytes], Any]
+
 
 DEFAULT_SIZE = 50_000
 """Entries per generation a memo holds unless configured (a few MB)."""
@@ -41,20 +50,15 @@ UNSEEN = Unseen()
 
 class Memo(Generic[Value]):
     """Results for up to ``2 * size`` recent texts (``size`` 0 disables it),
-    each other than None kept as ``pack(value)`` and answered as
-    ``unpack(kept)`` when both are given."""
+    each other than None kept as ``packing.pack(value)`` and answered as
+    ``packing.unpack(kept)`` when ``packing`` is given."""
 
     __slots__ = ("_current", "_pack", "_previous", "_unpack", "size")
 
-    def __init__(
-        self,
-        size: int,
-        pack: Callable[[Any], bytes] | None = None,
-        unpack: Callable[[bytes], Any] | None = None,
-    ) -> None:
+    def __init__(self, size: int, packing: Packing | None = None) -> None:
         self.size = size
-        self._pack = pack
-        self._unpack = unpack
+        self._pack: Callable[[Any], bytes] | None = packing and packing.pack
+        self._unpack: Callable[[bytes], Any] | None = packing and packing.unpack
         self._current: dict[int, Any] = {}
         self._previous: dict[int, Any] = {}
 
