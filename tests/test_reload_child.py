@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +314,31 @@ def children() -> set[int]:
     return process_children(os.getpid())
 
 
+@dataclass(frozen=True)
+class Warm:
+    """A builder that has built once, and so has its warm process."""
+
+    builder: ChildBuilder
+    files: list[Path]
+    pid: int
+    """The warm process's."""
+    others: set[int]
+    """This process's children before the builder."""
+
+
+@pytest.fixture
+def warm(lists_dir: Path) -> Iterator[Warm]:
+    others = children()
+    builder = ChildBuilder()
+    files = [lists_dir / "alpha.toml"]
+    try:
+        builder.build(files)
+        (pid,) = children() - others
+        yield Warm(builder, files, pid, others)
+    finally:
+        builder.close()
+
+
 @needs_proc
 def test_builds_fork_from_one_warm_process_that_leaves_when_idle(lists_dir: Path) -> None:
     others = children()
@@ -340,7 +366,7 @@ def test_builds_fork_from_one_warm_process_that_leaves_when_idle(lists_dir: Path
 
 
 @needs_proc
-def test_the_warm_process_yields_to_the_server(lists_dir: Path) -> None:
+def test_the_warm_process_yields_to_the_server(warm: Warm) -> None:
     """SCHED_IDLE (a server thread that wakes preempts it at once), and nice 19
     wherever that is refused (a seccomp profile may); the server's own stays as it was."""
     allowed = subprocess.run(
@@ -352,19 +378,10 @@ def test_the_warm_process_yields_to_the_server(lists_dir: Path) -> None:
         check=False,
         stderr=subprocess.DEVNULL,
     )
-    ours = os.sched_getscheduler(0)
-    others = children()
-    builder = ChildBuilder()
-    files = [lists_dir / "alpha.toml"]
-    try:
-        builder.build(files)
-        (warm,) = children() - others
-        expected = os.SCHED_IDLE if allowed.returncode == 0 else os.SCHED_OTHER
-        assert os.sched_getscheduler(warm) == expected
-        assert os.getpriority(os.PRIO_PROCESS, warm) == 19
-        assert os.sched_getscheduler(0) == ours
-    finally:
-        builder.close()
+    expected = os.SCHED_IDLE if allowed.returncode == 0 else os.SCHED_OTHER
+    assert os.sched_getscheduler(warm.pid) == expected
+    assert os.getpriority(os.PRIO_PROCESS, warm.pid) == 19
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this process's, as it started
 
 
 @needs_proc
@@ -379,18 +396,10 @@ def test_a_builder_dropped_without_closing_takes_its_warm_process_along(lists_di
 
 
 @needs_proc
-def test_a_warm_process_killed_between_builds_is_replaced(lists_dir: Path) -> None:
-    others = children()
-    builder = ChildBuilder()
-    files = [lists_dir / "alpha.toml"]
-    try:
-        builder.build(files)
-        (warm,) = children() - others
-        os.kill(warm, signal.SIGKILL)
-        assert builder.build(files).match("zorblax") is not None
-        assert len(children() - others) == 1 and children() - others != {warm}
-    finally:
-        builder.close()
+def test_a_warm_process_killed_between_builds_is_replaced(warm: Warm) -> None:
+    os.kill(warm.pid, signal.SIGKILL)
+    assert warm.builder.build(warm.files).match("zorblax") is not None
+    assert len(children() - warm.others) == 1 and children() - warm.others != {warm.pid}
 
 
 @needs_proc
