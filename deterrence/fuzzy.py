@@ -204,6 +204,9 @@ def _plan_layout(length: int) -> tuple[tuple[Group, Callable[[str], Key]], ...]:
 class FuzzyIndex:
     """Immutable once built; safe to share across threads."""
 
+    added: tuple[str, ...] = ()
+    """Of an index made by :meth:`extended`: the words it added."""
+
     def __init__(self, words: Sequence[str], word_ids: Iterable[int]) -> None:
         postings: dict[Table, defaultdict[Key, list[str]]] = defaultdict(lambda: defaultdict(list))
         parts: dict[str, str] = {}  # one string for each part, however many pairs hold it
@@ -243,12 +246,14 @@ class FuzzyIndex:
         to walk. ``settle()`` runs once the new postings exist, before they go
         into the copies (deterrence.collector.young_collection)."""
         ids = dict(self._ids)
+        added_words: list[str] = []
         additions: dict[Table, dict[Key, Posting]] = {}
         for word_id in sorted(set(word_ids)):
             word = words[word_id]
             if allowance(len(word)) == 0 or word in ids:
                 continue
             ids[word] = word_id
+            added_words.append(word)
             for table, key in _word_keys(word):
                 added = additions.setdefault(table, {})
                 found = added.get(key) or self._tables.get(table, {}).get(key)
@@ -267,6 +272,7 @@ class FuzzyIndex:
             pause()
         grown = FuzzyIndex.__new__(FuzzyIndex)
         grown._set_tables(ids, tables, self, changed=additions.keys())
+        grown.added = tuple(added_words)
         return grown
 
     def __len__(self) -> int:

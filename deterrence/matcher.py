@@ -31,18 +31,22 @@ from __future__ import annotations
 
 import marshal
 import re
+import secrets
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import ahocorasick
+from rapidfuzz.distance import OSA
+from rapidfuzz.process import extract
 
 from deterrence.collector import collector_paused, young_collection
-from deterrence.fuzzy import FuzzyIndex, allowance
+from deterrence.fuzzy import DELETION_MAX, FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, Terms, load_lists
 from deterrence.memo import DEFAULT_SIZE, UNSEEN, Memo, Packing, Unseen
 from deterrence.text import (
@@ -60,10 +64,13 @@ JOINED_PHRASE = "joined_phrase"
 
 _TERM, _ALLOW, _MEMBER = range(3)
 _K = TypeVar("_K")
-_NO_CANDIDATES: dict[int, int] = {}  # shared: never written to
-# Most words are near no term: one shared packing for them all (a memo full of
-# empty dicts took 4 MB, and 5 ms to free at a reload).
-_NO_CANDIDATES_PACKED = marshal.dumps(_NO_CANDIDATES)
+_LINEAGE_GROWTHS = 16
+"""How many growths back a grown matcher completes its word memo's candidates."""
+_MOST_EDITS = allowance(DELETION_MAX + 1)
+"""The edits the longest words allow."""
+_LINEAGE_WORDS = 64
+"""At most this many fuzzy words added in them (each compared with every word
+looked up that an earlier matcher found candidates for)."""
 _WARM_UP_QUERIES = (
     # Innocent and invented, one for each path through canonicalization: plain
     # ASCII, diacritics, look-alike scripts, no-space scripts, leet and
@@ -124,16 +131,26 @@ def _unpacked(packed: bytes) -> Match:
     return _of_plain(marshal.loads(packed))
 
 
-def _packed_candidates(candidates: dict[int, int]) -> bytes:
+_Candidates = tuple[int, dict[int, int]]
+"""A word's candidates as the word memo keeps them: (the token of the matcher
+that found them, word id -> edits)."""
+
+
+def _packed_candidates(kept: _Candidates) -> bytes:
     """A word's candidates as the word memo keeps them (a dict of candidate dicts
     is tracked, and every full collection walked its 100,000 entries)."""
-    return marshal.dumps(candidates) if candidates else _NO_CANDIDATES_PACKED
+    return marshal.dumps(kept) if kept[1] else _no_candidates_packed(kept[0])
 
 
-def _unpacked_candidates(packed: bytes) -> dict[int, int]:
-    if packed is _NO_CANDIDATES_PACKED:
-        return _NO_CANDIDATES
-    return cast(dict[int, int], marshal.loads(packed))
+@lru_cache(maxsize=4)
+def _no_candidates_packed(token: int) -> bytes:
+    """Most words are near no term: one shared packing for them all, by matcher
+    (a memo full of empty dicts took 4 MB, and 5 ms to free at a reload)."""
+    return marshal.dumps((token, {}))
+
+
+def _unpacked_candidates(packed: bytes) -> _Candidates:
+    return cast(_Candidates, marshal.loads(packed))
 
 
 _MATCH_PACKING = Packing(_packed, _unpacked)
@@ -203,19 +220,46 @@ class _Edge:
     closes: bool = True
 
 
+class _Lineage(NamedTuple):
+    """The matchers a grown one (Matcher.extended) grew from, which share its word
+    memo: a reload that adds terms leaves the candidates of recent words warm,
+    where a fresh memo had every word looked up in the big index again
+    (bench.soak: the median request 10 % slower after each reload, for seconds).
+
+    Candidates that one of ``ancestors`` found are candidates still (its words
+    and their ids are this matcher's too), and only ``words`` can be new ones:
+    compared with them by OSA distance, as the fuzzy index's own contract says
+    (deterrence.fuzzy), they are completed. Any other's (a sibling's, or a
+    retired matcher's request still under way) are looked up anew."""
+
+    ancestors: tuple[int, ...]
+    """The tokens of the last _LINEAGE_GROWTHS matchers this one grew from, oldest first."""
+    growths: tuple[tuple[str, ...], ...]
+    """The fuzzy words each growth since the oldest of them added, oldest first."""
+    words: tuple[str, ...]
+    """All of those."""
+
+
+_NO_LINEAGE = _Lineage((), (), ())
+
+
 class Matcher:
     """Matches queries against a set of term lists."""
 
     # The one mutable part: answers for recent queries and candidates for recent
     # words (they never change, so remembering them is safe). Made by memo_size.
     _query_memo: Memo[Match | Unseen | None]
-    _word_memo: Memo[dict[int, int] | None]
+    _word_memo: Memo[_Candidates | None]
     request_memo: Memo[Match | Unseen | None]
     """Answers a caller keeps under keys of its own (the middleware: whole query
     strings), here so that they go with the lists they came from."""
     _inside_words: ahocorasick.Automaton | None
     _no_space_words: tuple[re.Pattern[str], ahocorasick.Automaton] | None
     """(its keys' first characters, the automaton), or None without such terms"""
+    _lineage = _NO_LINEAGE
+    _token: int
+    """Tells this matcher's word memo entries from others' (random: a matcher
+    built in another process has one too)."""
 
     def __init__(self, lists: Sequence[TermList], *, memo_size: int = DEFAULT_SIZE) -> None:
         with collector_paused():  # everything built here survives (deterrence.collector)
@@ -226,6 +270,7 @@ class Matcher:
         self.memo_size = memo_size
         self.grown_by: int | None = None
         """How many terms :meth:`extended` added to the matcher this grew from; None: built."""
+        self._token = _new_token()
         self._start_adding(first_pattern=0, words=[], vocabulary={})
         keys: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
         for list_index, term_list in enumerate(self.lists):
@@ -337,6 +382,9 @@ class Matcher:
         self._patterns = _Patterns(*columns)
         self._end_adding()
         pause()
+        self._token = _new_token()
+        self._lineage = base._grown_lineage(self._fuzzy.added)
+        self._word_memo = base._word_memo
         self._word_filter = base._vocabulary_filter()
         if len(self._word_filter) != _filter_size(len(self._vocabulary)):
             self._word_filter = None  # outgrown: built again from the whole vocabulary
@@ -445,7 +493,8 @@ class Matcher:
 
     @property
     def memos(self) -> tuple[Memo[Any], ...]:
-        """The answers it remembers: for recent queries, recent words, and its callers'."""
+        """The answers it remembers: for recent queries, recent words (shared
+        with the matchers it grew from and that grow from it), and its callers'."""
         return self._query_memo, self._word_memo, self.request_memo
 
     @property
@@ -637,18 +686,35 @@ class Matcher:
     def _candidates(self, text: str) -> dict[int, int]:
         """Vocabulary words within their allowance of ``text`` (word id -> edits).
         Callers only read the result: it may be shared through the memo."""
-        found = self._word_memo.get(text, None)
-        if found is not None:
-            return found
-        found = {}
+        kept = self._word_memo.get(text, None)
+        if kept is not None and kept[0] == self._token:
+            return kept[1]
         exact = self._vocabulary.get(text)
-        if exact is not None:
-            found[exact] = 0
-        self._fuzzy.candidates(text, found)
+        lineage = self._lineage
+        if kept is not None and kept[0] in lineage.ancestors:
+            found = dict(kept[1])  # completed with the words added since (_Lineage)
+            near = extract(
+                text, lineage.words, scorer=OSA.distance, score_cutoff=_MOST_EDITS, limit=None
+            )
+            for word, distance, _ in near:
+                if distance <= allowance(len(word)):
+                    found[self._vocabulary[word]] = int(distance)
+        else:
+            found = {} if exact is None else {exact: 0}
+            self._fuzzy.candidates(text, found)
         if exact is not None:
             found[exact] = 0  # the exact reading wins over any fuzzy one
-        self._word_memo.put(text, found)
+        self._word_memo.put(text, (self._token, found))
         return found
+
+    def _grown_lineage(self, added: tuple[str, ...]) -> _Lineage:
+        """The lineage of a matcher grown from this one by ``added`` fuzzy words."""
+        ancestors = (*self._lineage.ancestors, self._token)[-_LINEAGE_GROWTHS:]
+        growths = (*self._lineage.growths, added)[-len(ancestors) :]
+        words = tuple(word for growth in growths for word in growth)
+        if len(words) > _LINEAGE_WORDS:
+            return _NO_LINEAGE  # too many to compare: its words are looked up anew
+        return _Lineage(ancestors, growths, words)
 
     def _lattice_hits(self, tokens: Sequence[Token]) -> list[_Hit]:
         edges = self._edges(tokens)
@@ -865,6 +931,10 @@ def _merged(
     merged = dict(old)
     merged.update(entries.items())  # item by item: an empty dict would clone tracking
     return merged
+
+
+def _new_token() -> int:
+    return secrets.randbits(62)
 
 
 def _filter_size(vocabulary: int) -> int:

@@ -318,7 +318,9 @@ class MatcherHolder:
             matcher = self._matcher(self._files(staged), in_child=in_child)
         except ListError as exc:
             raise ListError([self._describe(p, staged) for p in exc.problems]) from exc
-        matcher.memo_size = self.settings.match_memo_size
+        if matcher.memo_size != self.settings.match_memo_size:
+            # Not otherwise: a grown matcher shares its base's word memo (Matcher.extended).
+            matcher.memo_size = self.settings.match_memo_size
         return matcher, files
 
     def _matcher(self, files: list[Path], *, in_child: bool) -> Matcher:
@@ -424,8 +426,10 @@ class MatcherHolder:
         # all along (5,000 terms: 7 ms without a request answered). Unless a
         # request under way still holds it, it is emptied in pieces here instead.
         if sys.getrefcount(retired) == 2:  # this name, and getrefcount's argument
+            kept = matcher.memos  # a grown matcher keeps its base's word memo
             for memo in retired.memos:
-                memo.forget(self._pause)
+                if not any(memo is other for other in kept):
+                    memo.forget(self._pause)
             # A matcher grown from it shares most of it, and must keep it whole;
             # what only the retired one held then goes at once (5,000 terms: 1 ms).
             if matcher.grown_by is None:

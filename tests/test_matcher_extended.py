@@ -19,10 +19,12 @@ from deterrence.lists import Rule, Term, TermList
 from deterrence.matcher import Matcher
 
 
-def without_some_terms(lists: list[TermList], rng: random.Random) -> list[TermList]:
-    """``lists`` with about one term in eight taken out, wherever it stood."""
+def without_some_terms(
+    lists: list[TermList], rng: random.Random, share: float = 0.125
+) -> list[TermList]:
+    """``lists`` with about ``share`` of their terms taken out, wherever they stood."""
     return [
-        dataclasses.replace(tl, terms=[t for t in tl.terms if rng.random() > 0.125] or tl.terms[:1])
+        dataclasses.replace(tl, terms=[t for t in tl.terms if rng.random() > share] or tl.terms[:1])
         for tl in lists
     ]
 
@@ -184,3 +186,70 @@ def test_a_grown_matcher_leaves_the_cycle_collector_no_big_container_to_walk() -
         containers[f"patterns.{column.name}"] = getattr(grown._patterns, column.name)
     assert [name for name, container in containers.items() if gc.is_tracked(container)] == []
     assert grown.match("tozzlewik") is not None
+
+
+def test_a_grown_matcher_completes_the_words_its_bases_looked_up_and_answers_as_built() -> None:
+    """Grown matchers share their base's word memo (deterrence.matcher._Lineage):
+    candidates a base found are completed with the words added since, not looked
+    up again. Three growths, each after the last matcher answered every query,
+    then a sibling of the last: each answers every evaluation query as a matcher
+    built from its lists does."""
+    config = EvalConfig(seed=7, per_class=15, innocent_queries=300, list_terms=160)
+    fixture, classes = build_cases(config)
+    rng = random.Random(7)
+    for name, lists in fixture.lists.items():
+        queries = [c.query for cc in classes if cc.matcher == name for c in cc.cases]
+        # A few terms a growth, as lists usually change (many more: looked up anew).
+        stages = [without_some_terms(lists, rng, 0.02)]
+        for _ in range(2):
+            stages.insert(0, without_some_terms(stages[0], rng, 0.02))
+        stages.append(lists)
+        matcher = Matcher(stages[0])
+        for query in queries:
+            matcher.match(query)
+        for stage in stages[1:]:
+            grown = matcher.extended(stage)
+            assert grown is not None
+            assert grown._word_memo is matcher._word_memo
+            built = Matcher(stage)
+            looked_up, fresh = count_lookups(grown), count_lookups(built)
+            for query in queries:
+                assert grown.match(query) == built.match(query), (name, query)
+            # Words its bases looked up are completed, not looked up again.
+            assert looked_up[0] < fresh[0] / 4, (looked_up, fresh)
+            matcher, base = grown, matcher
+        # A sibling's entries (or a retired matcher's) are looked up anew, both ways.
+        sibling = base.extended(lists)
+        assert sibling is not None
+        for query in reversed(queries):
+            assert sibling.match(query) == built.match(query), (name, query)
+        matcher._query_memo.forget(lambda: None)  # its answers: from its words again
+        for query in queries:
+            assert matcher.match(query) == built.match(query), (name, query)
+
+
+def count_lookups(matcher: Matcher) -> list[int]:
+    """How many words ``matcher`` looks up in its fuzzy index, counted from now."""
+    count = [0]
+    index = matcher._fuzzy
+    look_up = index.candidates
+
+    def counting(text: str, found: dict[int, int]) -> None:
+        count[0] += 1
+        look_up(text, found)
+
+    index.candidates = counting  # type: ignore[method-assign]
+    return count
+
+
+def test_a_word_a_base_looked_up_finds_a_term_added_since() -> None:
+    base = Matcher([INVENTED])
+    assert base.match("tozzlewik mirvelwort") is None  # both words looked up, nothing near
+    new = dataclasses.replace(INVENTED, terms=[*INVENTED.terms, Term("tozzlewick", True)])
+    grown = base.extended([new])
+    assert grown is not None
+    looked_up = count_lookups(grown)
+    found = grown.match("tozzlewik mirvelwort")
+    assert found is not None and found.term == "tozzlewick" and found.distance == 1
+    assert looked_up == [0]  # completed from the base's candidates, not looked up
+    assert base.match("tozzlewik") is None  # the base's own answers stay its own

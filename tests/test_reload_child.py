@@ -207,6 +207,25 @@ def test_a_reload_that_adds_terms_grows_the_matcher_and_answers_as_a_build(
     assert holder.matcher.match("glamberquinoxet") is None and holder.build_fallbacks == 0
 
 
+def test_a_reload_that_adds_terms_keeps_the_words_looked_up_and_a_build_forgets_them(
+    holder: MatcherHolder, lists_dir: Path
+) -> None:
+    for query in ("zorblaks", "mirvelwurt news"):
+        holder.matcher.match(query)
+    words = holder.matcher._word_memo
+    assert len(words) >= 3
+    write_list(lists_dir / "alpha.toml", "alpha", ["zorblax", "mirvelwort"])
+    assert holder.reload_blocking("a term added").result == "ok"
+    assert holder.matcher.grown_by == 1
+    assert holder.matcher._word_memo is words and len(words) >= 3  # kept, not forgotten
+    found = holder.matcher.match("mirvelwurt news")  # a word looked up before the term came
+    assert found is not None and found.term == "mirvelwort"
+    write_list(lists_dir / "alpha.toml", "alpha", ["mirvelwort"])
+    assert holder.reload_blocking("a term removed: built").result == "ok"
+    assert holder.matcher.grown_by is None
+    assert holder.matcher._word_memo is not words and len(words) == 0  # forgotten
+
+
 def test_a_list_that_gained_terms_comes_from_the_warm_process_as_those_terms(
     holder: MatcherHolder, lists_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
