@@ -693,12 +693,13 @@ class Matcher:
         lineage = self._lineage
         if kept is not None and kept[0] in lineage.ancestors:
             found = dict(kept[1])  # completed with the words added since (_Lineage)
-            near = extract(
-                text, lineage.words, scorer=OSA.distance, score_cutoff=_MOST_EDITS, limit=None
-            )
-            for word, distance, _ in near:
-                if distance <= allowance(len(word)):
-                    found[self._vocabulary[word]] = int(distance)
+            if lineage.words:
+                near = extract(
+                    text, lineage.words, scorer=OSA.distance, score_cutoff=_MOST_EDITS, limit=None
+                )
+                for word, distance, _ in near:
+                    if distance <= allowance(len(word)):
+                        found[self._vocabulary[word]] = int(distance)
         else:
             found = {} if exact is None else {exact: 0}
             self._fuzzy.candidates(text, found)

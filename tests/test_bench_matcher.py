@@ -25,3 +25,16 @@ def test_a_small_matcher_bench_runs_every_pass(tmp_path: Path) -> None:
     for name in ("small_pages", "huge_pages"):
         assert size[name]["latency"]["n"] == 600, name
     assert size["huge_pages_mib"] >= 0 and size["huge_pages_seconds"] >= 0
+
+
+@pytest.mark.slow
+def test_a_small_reload_memo_bench_compares_the_two_lineages() -> None:
+    options = ["--terms", "500", "--cycles", "8", "--per-cycle", "600"]
+    stdout = run_bench("reload_memo", *options, timeout=300)
+    looked_up = {
+        cells[1].strip(): int(cells[3].replace(",", ""))
+        for line in stdout.splitlines()
+        if (cells := line.split("|"))[1:2] and "memo" in cells[1]
+    }
+    assert 0 < looked_up["shared word memo"] < looked_up["fresh memos"]
+    assert "fresh / shared" in stdout

@@ -14,6 +14,7 @@ import random
 
 import pytest
 
+from bench.reload_memo import count_lookups
 from deterrence.evaluation import EvalConfig, build_cases
 from deterrence.lists import Rule, Term, TermList
 from deterrence.matcher import Matcher
@@ -226,20 +227,6 @@ def test_a_grown_matcher_completes_the_words_its_bases_looked_up_and_answers_as_
         matcher._query_memo.forget(lambda: None)  # its answers: from its words again
         for query in queries:
             assert matcher.match(query) == built.match(query), (name, query)
-
-
-def count_lookups(matcher: Matcher) -> list[int]:
-    """How many words ``matcher`` looks up in its fuzzy index, counted from now."""
-    count = [0]
-    index = matcher._fuzzy
-    look_up = index.candidates
-
-    def counting(text: str, found: dict[int, int]) -> None:
-        count[0] += 1
-        look_up(text, found)
-
-    index.candidates = counting  # type: ignore[method-assign]
-    return count
 
 
 def test_a_word_a_base_looked_up_finds_a_term_added_since() -> None:
