@@ -692,7 +692,7 @@ class Matcher:
         exact = self._vocabulary.get(text)
         lineage = self._lineage
         if kept is not None and kept[0] in lineage.ancestors:
-            found = dict(kept[1])  # completed with the words added since (_Lineage)
+            found = kept[1]  # unpacked afresh; completed with the words added since (_Lineage)
             if lineage.words:
                 near = extract(
                     text, lineage.words, scorer=OSA.distance, score_cutoff=_MOST_EDITS, limit=None
