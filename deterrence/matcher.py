@@ -42,11 +42,9 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
 
 import ahocorasick
-from rapidfuzz.distance import OSA
-from rapidfuzz.process import extract
 
 from deterrence.collector import collector_paused, young_collection
-from deterrence.fuzzy import DELETION_MAX, FuzzyIndex, allowance
+from deterrence.fuzzy import FuzzyIndex, allowance
 from deterrence.lists import SEVERITY, Action, Term, TermList, Terms, load_lists
 from deterrence.memo import DEFAULT_SIZE, UNSEEN, Memo, Packing, Unseen
 from deterrence.text import (
@@ -66,8 +64,6 @@ _TERM, _ALLOW, _MEMBER = range(3)
 _K = TypeVar("_K")
 _LINEAGE_GROWTHS = 16
 """How many growths back a grown matcher completes its word memo's candidates."""
-_MOST_EDITS = allowance(DELETION_MAX + 1)
-"""The edits the longest words allow."""
 _LINEAGE_WORDS = 64
 """At most this many fuzzy words added in them (each compared with every word
 looked up that an earlier matcher found candidates for)."""
@@ -228,9 +224,9 @@ class _Lineage(NamedTuple):
 
     Candidates that one of ``ancestors`` found are candidates still (its words
     and their ids are this matcher's too), and only ``words`` can be new ones:
-    compared with them by OSA distance, as the fuzzy index's own contract says
-    (deterrence.fuzzy), they are completed. Any other's (a sibling's, or a
-    retired matcher's request still under way) are looked up anew."""
+    compared with them (FuzzyIndex.candidates_among), they are completed. Any
+    other's (a sibling's, or a retired matcher's request still under way) are
+    looked up anew."""
 
     ancestors: tuple[int, ...]
     """The tokens of the last _LINEAGE_GROWTHS matchers this one grew from, oldest first."""
@@ -694,12 +690,7 @@ class Matcher:
         if kept is not None and kept[0] in lineage.ancestors:
             found = kept[1]  # unpacked afresh; completed with the words added since (_Lineage)
             if lineage.words:
-                near = extract(
-                    text, lineage.words, scorer=OSA.distance, score_cutoff=_MOST_EDITS, limit=None
-                )
-                for word, distance, _ in near:
-                    if distance <= allowance(len(word)):
-                        found[self._vocabulary[word]] = int(distance)
+                self._fuzzy.candidates_among(text, lineage.words, found)
         else:
             found = {} if exact is None else {exact: 0}
             self._fuzzy.candidates(text, found)

@@ -49,6 +49,26 @@ def test_the_index_agrees_with_brute_force() -> None:
         assert found == expected, query
 
 
+def test_the_candidates_among_a_few_words_agree_with_brute_force() -> None:
+    # How a grown matcher completes a word's remembered candidates (matcher._Lineage).
+    rng = random.Random(20261206)
+    words = sorted({"".join(rng.choices(LETTERS, k=rng.randint(5, 14))) for _ in range(500)})
+    index = FuzzyIndex(words, range(len(words)))
+    few = rng.sample(words, 64)
+    queries = [_perturb(rng, rng.choice(few), rng.randint(0, 3)) for _ in range(2000)]
+    queries += ["".join(rng.choices(LETTERS, k=rng.randint(1, 16))) for _ in range(500)]
+    for query in queries:
+        found: dict[int, int] = {}
+        index.candidates_among(query, few, found)
+        expected = {
+            words.index(word): OSA.distance(query, word)
+            for word in few
+            if OSA.distance(query, word) <= allowance(len(word))
+        }
+        assert found == expected, query
+    assert sum(1 for q in queries if any(OSA.distance(q, w) <= 2 for w in few)) > 1000
+
+
 def _one_edit(word: str) -> set[str]:
     letters = [*sorted(set(word)), "q"]
     found = {word[:i] + word[i + 1 :] for i in range(len(word))}
